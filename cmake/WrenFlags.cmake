@@ -1,0 +1,26 @@
+# Compiler warnings for every Wren target. Warnings are errors when WREN_WERROR is on
+# (the default under CI, where the environment variable CI is set).
+if(DEFINED ENV{CI})
+  set(_wren_werror_default ON)
+else()
+  set(_wren_werror_default OFF)
+endif()
+option(WREN_WERROR "Treat compiler warnings as errors" ${_wren_werror_default})
+
+add_library(wren_warnings INTERFACE)
+target_compile_options(wren_warnings INTERFACE
+  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
+                            -Wcast-align -Woverloaded-virtual -Wnull-dereference
+                            -Wimplicit-fallthrough>
+  $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${WREN_WERROR}>>:-Werror>
+  $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra>
+  $<$<AND:$<COMPILE_LANGUAGE:CUDA>,$<BOOL:${WREN_WERROR}>>:-Werror=all-warnings>)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer, for the `asan` preset.
+option(WREN_SANITIZE "Build with AddressSanitizer and UBSan" OFF)
+if(WREN_SANITIZE)
+  add_compile_options($<$<COMPILE_LANGUAGE:CXX>:-fsanitize=address,undefined>
+                      $<$<COMPILE_LANGUAGE:CXX>:-fno-sanitize-recover=all>
+                      $<$<COMPILE_LANGUAGE:CXX>:-fno-omit-frame-pointer>)
+  add_link_options(-fsanitize=address,undefined)
+endif()

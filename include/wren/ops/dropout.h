@@ -1,0 +1,22 @@
+// Inverted dropout: in training, y = x · keep / (1 − p) with keep = [u ≥ p] where
+// u = uniform_at(key, step, i) (wren/rng.h), so the mask is a pure function of
+// (seed, step, element index) and any device reproduces it bit for bit. The mask is saved as
+// bytes [count] for the backward pass. In evaluation dropout is the identity (not called).
+// p must be in [0, 1); p = 0 copies.
+#pragma once
+
+#include <cstdint>
+
+#include "wren/rng.h"
+
+namespace wren::cpu {
+
+template <class T>
+void dropout_forward(int64_t count, float p, RngKey key, uint64_t step, const T* x, T* y,
+                     uint8_t* mask);
+
+// dx = dy · mask / (1 − p). Overwrites dx.
+template <class T>
+void dropout_backward(int64_t count, float p, const uint8_t* mask, const T* dy, T* dx);
+
+}  // namespace wren::cpu

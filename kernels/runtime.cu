@@ -1,0 +1,23 @@
+#include <cuda_runtime.h>
+
+#include "kernels_runtime.h"
+
+namespace wren::kernels {
+
+int device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky error so later calls start clean
+    return 0;
+  }
+  return count;
+}
+
+std::string device_name(int index) {
+  cudaDeviceProp prop{};
+  if (index >= device_count() || cudaGetDeviceProperties(&prop, index) != cudaSuccess) return {};
+  return std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
+         std::to_string(prop.minor) + ")";
+}
+
+}  // namespace wren::kernels
