@@ -124,6 +124,8 @@ Status Executor<T>::plan() {
         break;
       case OpKind::kBatchNorm2d:
         aux_off_[i] = slot(2 * out.shape[0] * int64_t{sizeof(T)});  // save_mean, save_invstd
+        if (!needs_grad_[static_cast<size_t>(n.inputs[0])])
+          scratch_bytes = std::max(scratch_bytes, out_count * int64_t{sizeof(T)});
         break;
       case OpKind::kConv2d:
         workspace_elems = std::max(workspace_elems, backend_->conv2d_workspace_elems(conv_dims(n)));
@@ -555,9 +557,9 @@ void Executor<T>::backward_node(int index) {
     }
     case OpKind::kBatchNorm2d: {
       const BatchNormDims d = bn_dims(n);
-      // dx is always needed by the formula's structure only when x needs a gradient, but the
-      // parameter gradients come from the same pass: write dx to scratch-or-grad regardless.
-      T* dx = want_dx ? grad_dst(in0) : nullptr;
+      // The reference computes dx together with dgamma/dbeta; when x needs no gradient (BN
+      // straight on the input) dx goes to the scratch slot, which plan() sized for it.
+      T* dx = want_dx ? grad_dst(in0) : reinterpret_cast<T*>(arena_ + scratch_off_);
       const T* save = reinterpret_cast<const T*>(aux);
       if (last_mode_ == Mode::kTrain)
         be.batch_norm2d_backward_train(d, x, dy, param_ptr(n.weight), save, save + d.c, dx,

@@ -128,6 +128,29 @@ TEST(Executor, PerPixelCrossEntropyGradients) {
   testing::check_gradient<double>(params, analytic, loss, "per-pixel params");
 }
 
+// Batch norm straight on the input: its input needs no gradient, its parameters do.
+TEST(Executor, BatchNormOnTheInputGradients) {
+  Graph g;
+  Value x = g.input("image", Shape{2, 3, 3});
+  Value y = g.labels("label");
+  Value h = g.linear("fc", g.batch_norm2d("bn", x), {.out_features = 3});
+  g.softmax_cross_entropy("loss", h, y);
+  ASSERT_TRUE(g.status().ok()) << g.status().message();
+  auto ex = make<double>(g, 4);
+  ASSERT_TRUE(ex);
+  ASSERT_TRUE(ex->set_input("image", random_vector<double>(4 * 18, 17)).ok());
+  ASSERT_TRUE(ex->set_labels("label", labels_for(4, 3)).ok());
+  auto loss = [&ex] {
+    EXPECT_TRUE(ex->forward(Mode::kTrain).ok());
+    return static_cast<double>(ex->loss());
+  };
+  loss();
+  ASSERT_TRUE(ex->backward().ok());
+  const std::vector<double> analytic = ex->download(ex->grads());
+  std::span<double> params(ex->params().data, static_cast<size_t>(g.param_count()));
+  testing::check_gradient<double>(params, analytic, loss, "bn-on-input params");
+}
+
 // The executor runs exactly the composition of the reference ops, in float.
 TEST(Executor, ForwardEqualsComposedReferenceOps) {
   Graph g = ref_cnn();
