@@ -124,8 +124,6 @@ Status Executor<T>::plan() {
         break;
       case OpKind::kBatchNorm2d:
         aux_off_[i] = slot(2 * out.shape[0] * int64_t{sizeof(T)});  // save_mean, save_invstd
-        if (!needs_grad_[static_cast<size_t>(n.inputs[0])])
-          scratch_bytes = std::max(scratch_bytes, out_count * int64_t{sizeof(T)});
         break;
       case OpKind::kConv2d:
         workspace_elems = std::max(workspace_elems, backend_->conv2d_workspace_elems(conv_dims(n)));
@@ -403,6 +401,18 @@ Status Executor<T>::check_labels() {
 
 template <class T>
 Status Executor<T>::forward(Mode mode) {
+  if (mode == Mode::kTrain) {
+    // Batch statistics need two values per channel (PyTorch refuses the same case).
+    for (const Node& n : graph_.nodes()) {
+      if (n.kind != OpKind::kBatchNorm2d) continue;
+      const BatchNormDims d = bn_dims(n);
+      if (int64_t{d.n} * d.h * d.w < 2)
+        return invalid_argument(op_label(n) + ": training needs more than one value per " +
+                                "channel, got input " +
+                                graph_.values()[static_cast<size_t>(n.inputs[0])]
+                                    .shape.with_batch(batch_).str());
+    }
+  }
   WREN_RETURN_IF_ERROR(check_labels());
   for (size_t i = 0; i < graph_.nodes().size(); ++i) forward_node(static_cast<int>(i), mode);
   if (mode == Mode::kTrain) ++step_;
@@ -557,9 +567,7 @@ void Executor<T>::backward_node(int index) {
     }
     case OpKind::kBatchNorm2d: {
       const BatchNormDims d = bn_dims(n);
-      // The reference computes dx together with dgamma/dbeta; when x needs no gradient (BN
-      // straight on the input) dx goes to the scratch slot, which plan() sized for it.
-      T* dx = want_dx ? grad_dst(in0) : reinterpret_cast<T*>(arena_ + scratch_off_);
+      T* dx = want_dx ? grad_dst(in0) : nullptr;  // nullptr: BN straight on the input
       const T* save = reinterpret_cast<const T*>(aux);
       if (last_mode_ == Mode::kTrain)
         be.batch_norm2d_backward_train(d, x, dy, param_ptr(n.weight), save, save + d.c, dx,

@@ -59,7 +59,7 @@ void check_gradient(std::span<T> x, std::span<const T> analytic,
     const double numeric = (l_plus - l_minus) / (x_plus - x_minus);
     const double a = analytic[i];
     const double scale = std::max({std::fabs(a), std::fabs(numeric), 1.0});
-    if (std::fabs(a - numeric) > opt.threshold * scale) {
+    if (!(std::fabs(a - numeric) <= opt.threshold * scale)) {  // NaN fails too
       if (++failures <= 10) {
         ADD_FAILURE() << what << "[" << i << "]: analytic " << a << " vs numeric " << numeric
                       << " (|diff| " << std::fabs(a - numeric) << " > " << opt.threshold * scale

@@ -36,13 +36,14 @@ void batch_norm2d_forward_infer(const BatchNormDims& d, T eps, const T* x, const
                                 T* y);
 
 // Backward of the training-mode forward: the batch statistics depend on x.
-// Overwrites dx; dgamma / dbeta (nullptr when the parameter is absent) are overwritten.
+// Overwrites dx (nullptr: x needs no gradient); dgamma / dbeta (nullptr when the parameter is
+// absent) are overwritten. Training needs N·H·W ≥ 2 (the executor refuses less).
 template <class T>
 void batch_norm2d_backward_train(const BatchNormDims& d, const T* x, const T* dy, const T* gamma,
                                  const T* save_mean, const T* save_invstd, T* dx, T* dgamma,
                                  T* dbeta);
 
-// Backward of the inference-mode forward: the statistics are constants.
+// Backward of the inference-mode forward: the statistics are constants. dx may be nullptr.
 template <class T>
 void batch_norm2d_backward_infer(const BatchNormDims& d, T eps, const T* x, const T* dy,
                                  const T* gamma, const T* running_mean, const T* running_var,

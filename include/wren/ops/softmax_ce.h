@@ -8,8 +8,9 @@
 // For each non-ignored position i with label y_i and log-probabilities lp = log_softmax(logits_i):
 //   l_i = −(1 − ε)·w[y_i]·lp[y_i] − (ε/C)·Σ_c w[c]·lp[c]          (ε = label_smoothing)
 //   loss = Σ_i l_i / Σ_i w[y_i]
-// (the denominator is the count of non-ignored positions when unweighted). If every position
-// is ignored the loss is 0 and so is the gradient (PyTorch gives NaN; we prefer a defined value).
+// (the denominator is the count of non-ignored positions when unweighted). If the denominator
+// is 0 (every position ignored, or every remaining label has weight 0) the loss is 0 and so is
+// the gradient (PyTorch gives NaN; we prefer a defined value).
 // Softmax is computed with the max subtracted; sums accumulate in double.
 //
 // Labels must be validated by the caller (the executor does, naming the bad index).
