@@ -16,7 +16,7 @@
 
 namespace {
 
-// Images [N, 1, 28, 28]: class template (uniform in [0, 1), one per class) plus uniform noise.
+// Images [N, 1, 28, 28]: a random binary template per class plus uniform noise.
 void make_batch(int batch, int classes, uint64_t seed, std::vector<float>& images,
                 std::vector<int32_t>& labels) {
   constexpr int kPixels = 28 * 28;
@@ -27,7 +27,8 @@ void make_batch(int batch, int classes, uint64_t seed, std::vector<float>& image
     const int label = n % classes;
     labels[static_cast<size_t>(n)] = label;
     for (int i = 0; i < kPixels; ++i) {
-      const float templ = wren::uniform_at(key, 0, static_cast<uint64_t>(label * kPixels + i));
+      const float templ =
+          wren::uniform_at(key, 0, static_cast<uint64_t>(label * kPixels + i)) < 0.5f ? 0.f : 1.f;
       const float noise = wren::uniform_at(key, 1, static_cast<uint64_t>(n * kPixels + i));
       images[static_cast<size_t>(n * kPixels + i)] = 0.7f * templ + 0.3f * noise;
     }
@@ -40,8 +41,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "wren-synthetic: train ref-cnn with SGD on one synthetic batch (an engine smoke test;\n"
       "real Fashion-MNIST training arrives with the `wren` CLI)"};
-  int steps = 60, batch = 64;
-  double lr = 0.05;
+  int steps = 80, batch = 64;
+  double lr = 0.2;
   uint64_t seed = 1;
   std::string device = "auto";
   app.add_option("--steps", steps, "SGD steps")->check(CLI::PositiveNumber)->capture_default_str();
