@@ -20,11 +20,10 @@ struct Kat {
 };
 
 void expect_kat(const Kat& k) {
-  const Philox4x32 r =
-      philox4x32_10(k.ctr[0], k.ctr[1], k.ctr[2], k.ctr[3], k.key[0], k.key[1]);
+  const Philox4x32 r = philox4x32_10(k.ctr[0], k.ctr[1], k.ctr[2], k.ctr[3], k.key[0], k.key[1]);
   for (int i = 0; i < 4; ++i) {
-    EXPECT_EQ(r.v[i], k.expected[i]) << "word " << i << std::hex << ": got 0x" << r.v[i]
-                                     << ", expected 0x" << k.expected[i];
+    EXPECT_EQ(r.v[i], k.expected[i])
+        << "word " << i << std::hex << ": got 0x" << r.v[i] << ", expected 0x" << k.expected[i];
   }
 }
 

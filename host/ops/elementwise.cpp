@@ -17,8 +17,12 @@ namespace {
 constexpr double kInvSqrt2 = 0.70710678118654752440;    // 1/√2
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1/√(2π)
 
-double normal_cdf(double x) { return 0.5 * std::erfc(-x * kInvSqrt2); }
-double normal_pdf(double x) { return kInvSqrt2Pi * std::exp(-0.5 * x * x); }
+double normal_cdf(double x) {
+  return 0.5 * std::erfc(-x * kInvSqrt2);
+}
+double normal_pdf(double x) {
+  return kInvSqrt2Pi * std::exp(-0.5 * x * x);
+}
 
 }  // namespace
 
@@ -78,15 +82,15 @@ void copy(int64_t count, const T* x, T* y) {
   for (int64_t i = 0; i < count; ++i) y[i] = x[i];
 }
 
-#define WREN_INSTANTIATE_ELEMENTWISE(T)                                             \
-  template void relu_forward<T>(int64_t, const T*, T*);                             \
-  template void relu_backward<T>(int64_t, const T*, const T*, T*);                  \
-  template void leaky_relu_forward<T>(int64_t, T, const T*, T*);                    \
-  template void leaky_relu_backward<T>(int64_t, T, const T*, const T*, T*);         \
-  template void gelu_forward<T>(int64_t, const T*, T*);                             \
-  template void gelu_backward<T>(int64_t, const T*, const T*, T*);                  \
-  template void add_forward<T>(int64_t, const T*, const T*, T*);                    \
-  template void accumulate<T>(int64_t, const T*, T*);                               \
+#define WREN_INSTANTIATE_ELEMENTWISE(T)                                     \
+  template void relu_forward<T>(int64_t, const T*, T*);                     \
+  template void relu_backward<T>(int64_t, const T*, const T*, T*);          \
+  template void leaky_relu_forward<T>(int64_t, T, const T*, T*);            \
+  template void leaky_relu_backward<T>(int64_t, T, const T*, const T*, T*); \
+  template void gelu_forward<T>(int64_t, const T*, T*);                     \
+  template void gelu_backward<T>(int64_t, const T*, const T*, T*);          \
+  template void add_forward<T>(int64_t, const T*, const T*, T*);            \
+  template void accumulate<T>(int64_t, const T*, T*);                       \
   template void copy<T>(int64_t, const T*, T*);
 
 WREN_INSTANTIATE_ELEMENTWISE(float)

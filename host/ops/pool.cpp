@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 namespace wren::cpu {
 namespace {
@@ -30,8 +31,19 @@ struct Geometry {
 };
 
 Geometry geometry(const Pool2dDims& d) {
-  return {int64_t{d.n} * d.c, d.h, d.w, std::max(d.p(), 0), std::max(d.q(), 0),
-          d.kernel_h, d.kernel_w, d.stride_h, d.stride_w, d.pad_h, d.pad_w};
+  Geometry g;
+  g.planes = int64_t{d.n} * d.c;
+  g.h = d.h;
+  g.w = d.w;
+  g.p = std::max(d.p(), 0);
+  g.q = std::max(d.q(), 0);
+  g.kh = d.kernel_h;
+  g.kw = d.kernel_w;
+  g.sh = d.stride_h;
+  g.sw = d.stride_w;
+  g.ph = d.pad_h;
+  g.pw = d.pad_w;
+  return g;
 }
 
 // The output indices [first, last) along one axis whose windows cover input index i:
@@ -46,6 +58,15 @@ Range covering(int64_t i, int64_t kernel, int64_t stride, int64_t pad, int64_t o
   const int64_t first = shifted < kernel ? 0 : (shifted - kernel) / stride + 1;
   const int64_t last = std::min(shifted / stride + 1, out);
   return {first, std::max(first, last)};
+}
+
+// covering() for every input column: the same for every plane and row, so computed once per
+// call (two integer divisions per element were most of the backward's time). A few hundred
+// bytes, the only allocation in these ops.
+std::vector<Range> column_ranges(const Geometry& g) {
+  std::vector<Range> ranges(static_cast<size_t>(g.w));
+  for (int64_t w = 0; w < g.w; ++w) ranges[static_cast<size_t>(w)] = covering(w, g.kw, g.sw, g.pw, g.q);
+  return ranges;
 }
 
 // Number of in-image rows (or columns) of a window that starts at `start` (may be < 0).
@@ -106,6 +127,7 @@ void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, int32_t* argmax) 
 template <class T>
 void max_pool2d_backward(const Pool2dDims& d, const int32_t* argmax, const T* dy, T* dx) {
   const Geometry g = geometry(d);
+  const std::vector<Range> columns = column_ranges(g);
   for (int64_t plane = 0; plane < g.planes; ++plane) {
     const int32_t* ap = argmax + plane * g.pq();
     const T* dyp = dy + plane * g.pq();
@@ -113,7 +135,7 @@ void max_pool2d_backward(const Pool2dDims& d, const int32_t* argmax, const T* dy
     for (int64_t h = 0; h < g.h; ++h) {
       const Range rp = covering(h, g.kh, g.sh, g.ph, g.p);
       for (int64_t w = 0; w < g.w; ++w) {
-        const Range rq = covering(w, g.kw, g.sw, g.pw, g.q);
+        const Range rq = columns[static_cast<size_t>(w)];
         const int64_t index = h * g.w + w;
         double sum = 0.0;
         for (int64_t p = rp.first; p < rp.last; ++p) {
@@ -155,13 +177,14 @@ void avg_pool2d_forward(const Pool2dDims& d, const T* x, T* y) {
 template <class T>
 void avg_pool2d_backward(const Pool2dDims& d, const T* dy, T* dx) {
   const Geometry g = geometry(d);
+  const std::vector<Range> columns = column_ranges(g);
   for (int64_t plane = 0; plane < g.planes; ++plane) {
     const T* dyp = dy + plane * g.pq();
     T* dxp = dx + plane * g.hw();
     for (int64_t h = 0; h < g.h; ++h) {
       const Range rp = covering(h, g.kh, g.sh, g.ph, g.p);
       for (int64_t w = 0; w < g.w; ++w) {
-        const Range rq = covering(w, g.kw, g.sw, g.pw, g.q);
+        const Range rq = columns[static_cast<size_t>(w)];
         double sum = 0.0;
         for (int64_t p = rp.first; p < rp.last; ++p) {
           for (int64_t q = rq.first; q < rq.last; ++q) {
@@ -195,12 +218,12 @@ void global_avg_pool_backward(int n, int c, int hw, const T* dy, T* dx) {
   }
 }
 
-#define WREN_INSTANTIATE_POOL(T)                                                               \
-  template void max_pool2d_forward<T>(const Pool2dDims&, const T*, T*, int32_t*);              \
-  template void max_pool2d_backward<T>(const Pool2dDims&, const int32_t*, const T*, T*);       \
-  template void avg_pool2d_forward<T>(const Pool2dDims&, const T*, T*);                        \
-  template void avg_pool2d_backward<T>(const Pool2dDims&, const T*, T*);                       \
-  template void global_avg_pool_forward<T>(int, int, int, const T*, T*);                       \
+#define WREN_INSTANTIATE_POOL(T)                                                         \
+  template void max_pool2d_forward<T>(const Pool2dDims&, const T*, T*, int32_t*);        \
+  template void max_pool2d_backward<T>(const Pool2dDims&, const int32_t*, const T*, T*); \
+  template void avg_pool2d_forward<T>(const Pool2dDims&, const T*, T*);                  \
+  template void avg_pool2d_backward<T>(const Pool2dDims&, const T*, T*);                 \
+  template void global_avg_pool_forward<T>(int, int, int, const T*, T*);                 \
   template void global_avg_pool_backward<T>(int, int, int, const T*, T*);
 
 WREN_INSTANTIATE_POOL(float)

@@ -73,8 +73,9 @@ WREN_HD inline RngKey make_rng_key(uint64_t seed, RngStream stream) {
                 static_cast<uint32_t>(seed >> 32) ^ (static_cast<uint32_t>(stream) * 0x85EBCA6Bu)};
 }
 
-// The i-th uniform float of step `step` in the stream `key`: counter = (i/4, step, 0, 0),
-// lane i%4. Every consumer that draws one number per element uses this indexing.
+// The i-th uniform float of step `step` in the stream `key`: the 128-bit counter is
+// (lo32(i/4), hi32(i/4), lo32(step), hi32(step)) and the value is lane i%4 of the output.
+// Every consumer that draws one number per element uses this indexing.
 WREN_HD inline float uniform_at(RngKey key, uint64_t step, uint64_t i) {
   const Philox4x32 r = philox4x32_10(static_cast<uint32_t>(i >> 2), static_cast<uint32_t>(i >> 34),
                                      static_cast<uint32_t>(step),

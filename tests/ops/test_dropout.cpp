@@ -31,7 +31,9 @@ TYPED_TEST_SUITE(DropoutTest, Types);
 template <class T>
 constexpr double kRtol = std::is_same_v<T, float> ? 3e-7 : 5e-16;
 
-int64_t ssize(const auto& v) { return static_cast<int64_t>(v.size()); }
+int64_t count_of(const auto& v) {
+  return static_cast<int64_t>(v.size());
+}
 
 const RngKey kKey = make_rng_key(1234, RngStream::kDropout);
 
@@ -53,7 +55,7 @@ struct Result {
 template <class T>
 Result<T> run(const std::vector<T>& x, float p, RngKey key, uint64_t step) {
   Result<T> r{std::vector<T>(x.size(), T(99)), std::vector<uint8_t>(x.size(), 7)};
-  cpu::dropout_forward(ssize(x), p, key, step, x.data(), r.y.data(), r.mask.data());
+  cpu::dropout_forward(count_of(x), p, key, step, x.data(), r.y.data(), r.mask.data());
   return r;
 }
 
@@ -86,8 +88,8 @@ TYPED_TEST(DropoutTest, MaskIsDeterministicAndDependsOnStepAndSeed) {
   // Independent masks differ in 2·p·(1 − p) = 1/2 of the positions.
   const Result<T> next_step = run(x, p, kKey, 4);
   const Result<T> other_seed = run(x, p, make_rng_key(1235, RngStream::kDropout), 3);
-  const Result<T> high_seed = run(x, p, make_rng_key(1234 + (uint64_t{1} << 32),
-                                                     RngStream::kDropout), 3);
+  const Result<T> high_seed =
+      run(x, p, make_rng_key(1234 + (uint64_t{1} << 32), RngStream::kDropout), 3);
   const Result<T> other_stream = run(x, p, make_rng_key(1234, RngStream::kInit), 3);
   for (const auto* other : {&next_step, &other_seed, &high_seed, &other_stream}) {
     const double f = differing(a.mask, other->mask);
@@ -127,12 +129,14 @@ TYPED_TEST(DropoutTest, KeptValuesAreScaledAndDroppedAreZero) {
       ASSERT_TRUE(r.mask[i] == 0 || r.mask[i] == 1) << i;
       kept += r.mask[i];
       expected[i] = r.mask[i] ? static_cast<long double>(x[i]) / (1.0L - p) : 0.0L;
-      if (!r.mask[i]) EXPECT_EQ(r.y[i], T(0)) << i;
+      if (!r.mask[i]) {
+        EXPECT_EQ(r.y[i], T(0)) << i;
+      }
     }
     EXPECT_GT(kept, 0u);
     EXPECT_LT(kept, x.size());
-    expect_all_close(std::span<const T>(r.y), std::span<const long double>(expected), 0,
-                     kRtol<T>, "y, p = " + std::to_string(p));
+    expect_all_close(std::span<const T>(r.y), std::span<const long double>(expected), 0, kRtol<T>,
+                     "y, p = " + std::to_string(p));
   }
 }
 
@@ -143,7 +147,7 @@ TYPED_TEST(DropoutTest, PZeroIsIdentity) {
   EXPECT_EQ(r.y, x);
   EXPECT_EQ(r.mask, std::vector<uint8_t>(x.size(), 1));
   std::vector<T> dx(x.size());
-  cpu::dropout_backward(ssize(x), 0.0f, r.mask.data(), x.data(), dx.data());
+  cpu::dropout_backward(count_of(x), 0.0f, r.mask.data(), x.data(), dx.data());
   EXPECT_EQ(dx, x);
 }
 
@@ -165,7 +169,7 @@ TYPED_TEST(DropoutTest, BackwardHandComputed) {
   const std::vector<uint8_t> mask = {1, 0, 1, 1, 0};
   const std::vector<T> dy = {T(1), T(2), T(-3), T(0.5), T(4)};
   std::vector<T> dx(5, T(99));
-  cpu::dropout_backward(ssize(dy), 0.75f, mask.data(), dy.data(), dx.data());  // 1/(1−p) = 4
+  cpu::dropout_backward(count_of(dy), 0.75f, mask.data(), dy.data(), dx.data());  // 1/(1−p) = 4
   EXPECT_EQ(dx, (std::vector<T>{T(4), T(0), T(-12), T(2), T(0)}));
 }
 
@@ -178,10 +182,10 @@ TYPED_TEST(DropoutTest, BackwardMatchesFiniteDifferences) {
   const float p = 0.4f;
   std::vector<T> y(x.size()), dx(x.size());
   std::vector<uint8_t> mask(x.size());
-  cpu::dropout_forward(ssize(x), p, kKey, 21, x.data(), y.data(), mask.data());
-  cpu::dropout_backward(ssize(x), p, mask.data(), r.data(), dx.data());
+  cpu::dropout_forward(count_of(x), p, kKey, 21, x.data(), y.data(), mask.data());
+  cpu::dropout_backward(count_of(x), p, mask.data(), r.data(), dx.data());
   const auto loss = [&] {
-    cpu::dropout_forward(ssize(x), p, kKey, 21, x.data(), y.data(), mask.data());
+    cpu::dropout_forward(count_of(x), p, kKey, 21, x.data(), y.data(), mask.data());
     return dot_loss<T>(y, r);
   };
   check_gradient<T>(x, dx, loss, "dx");

@@ -37,7 +37,9 @@ constexpr double kRtol = std::is_same_v<T, float> ? 1e-6 : 1e-13;
 template <class T>
 constexpr double kAtol = std::is_same_v<T, float> ? 1e-7 : 1e-15;
 
-int64_t ssize(const auto& v) { return static_cast<int64_t>(v.size()); }
+int64_t count_of(const auto& v) {
+  return static_cast<int64_t>(v.size());
+}
 
 template <class T>
 std::vector<T> values(std::initializer_list<double> v) {
@@ -63,8 +65,12 @@ long double phi_cdf(long double x) {
 long double phi_pdf(long double x) {
   return std::exp(-x * x / 2.0L) / std::sqrt(2.0L * 3.14159265358979323846264338327950288L);
 }
-long double gelu_ref(long double x) { return x * phi_cdf(x); }
-long double gelu_grad_ref(long double x) { return phi_cdf(x) + x * phi_pdf(x); }
+long double gelu_ref(long double x) {
+  return x * phi_cdf(x);
+}
+long double gelu_grad_ref(long double x) {
+  return phi_cdf(x) + x * phi_pdf(x);
+}
 
 // ---------------------------------------------------------------------------------------------
 // ReLU and leaky ReLU
@@ -74,9 +80,9 @@ TYPED_TEST(ElementwiseTest, ReluAtListedPoints) {
   const std::vector<T> x = values<T>({-2, -0.5, 0, 0.25, 3});
   const std::vector<T> dy = values<T>({1, 2, 3, 4, 5});
   std::vector<T> y(5), dx(5);
-  cpu::relu_forward(ssize(x), x.data(), y.data());
+  cpu::relu_forward(count_of(x), x.data(), y.data());
   EXPECT_EQ(y, values<T>({0, 0, 0, 0.25, 3}));
-  cpu::relu_backward(ssize(x), x.data(), dy.data(), dx.data());
+  cpu::relu_backward(count_of(x), x.data(), dy.data(), dx.data());
   EXPECT_EQ(dx, values<T>({0, 0, 0, 4, 5}));  // relu'(0) = 0
 }
 
@@ -86,9 +92,9 @@ TYPED_TEST(ElementwiseTest, LeakyReluAtListedPoints) {
   const std::vector<T> x = values<T>({-2, -0.5, 0, 0.25, 3});
   const std::vector<T> dy = values<T>({1, 2, 3, 4, 5});
   std::vector<T> y(5), dx(5);
-  cpu::leaky_relu_forward(ssize(x), slope, x.data(), y.data());
+  cpu::leaky_relu_forward(count_of(x), slope, x.data(), y.data());
   EXPECT_EQ(y, values<T>({-0.25, -0.0625, 0, 0.25, 3}));
-  cpu::leaky_relu_backward(ssize(x), slope, x.data(), dy.data(), dx.data());
+  cpu::leaky_relu_backward(count_of(x), slope, x.data(), dy.data(), dx.data());
   EXPECT_EQ(dx, values<T>({0.125, 0.25, 0.375, 4, 5}));  // derivative at 0 is the slope
 }
 
@@ -97,8 +103,8 @@ TYPED_TEST(ElementwiseTest, ReluAndLeakyForwardMatchDefinitionOnRandomInputs) {
   const std::vector<T> x = random_vector<T>(1001, 10, -3.0, 3.0);
   const T slope = T(0.01);
   std::vector<T> y(x.size()), yl(x.size());
-  cpu::relu_forward(ssize(x), x.data(), y.data());
-  cpu::leaky_relu_forward(ssize(x), slope, x.data(), yl.data());
+  cpu::relu_forward(count_of(x), x.data(), y.data());
+  cpu::leaky_relu_forward(count_of(x), slope, x.data(), yl.data());
   for (size_t i = 0; i < x.size(); ++i) {
     EXPECT_EQ(y[i], x[i] > 0 ? x[i] : T(0)) << i;
     EXPECT_EQ(yl[i], x[i] > 0 ? x[i] : T(slope * x[i])) << i;
@@ -109,7 +115,7 @@ TYPED_TEST(ElementwiseTest, ReluPropagatesNaN) {
   using T = TypeParam;
   const std::vector<T> x = {std::numeric_limits<T>::quiet_NaN(), T(-1)};
   std::vector<T> y(2);
-  cpu::relu_forward(ssize(x), x.data(), y.data());
+  cpu::relu_forward(count_of(x), x.data(), y.data());
   EXPECT_TRUE(std::isnan(y[0]));
   EXPECT_EQ(y[1], T(0));
 }
@@ -119,9 +125,9 @@ TYPED_TEST(ElementwiseTest, ReluBackwardMatchesFiniteDifferences) {
   std::vector<T> x = away_from_zero<T>(97, 20);
   const std::vector<T> r = random_vector<T>(x.size(), 21);
   std::vector<T> y(x.size()), dx(x.size());
-  cpu::relu_backward(ssize(x), x.data(), r.data(), dx.data());
+  cpu::relu_backward(count_of(x), x.data(), r.data(), dx.data());
   const auto loss = [&] {
-    cpu::relu_forward(ssize(x), x.data(), y.data());
+    cpu::relu_forward(count_of(x), x.data(), y.data());
     return dot_loss<T>(y, r);
   };
   check_gradient<T>(x, dx, loss, "dx");
@@ -133,9 +139,9 @@ TYPED_TEST(ElementwiseTest, LeakyReluBackwardMatchesFiniteDifferences) {
   const std::vector<T> r = random_vector<T>(x.size(), 31);
   const T slope = T(0.2);
   std::vector<T> y(x.size()), dx(x.size());
-  cpu::leaky_relu_backward(ssize(x), slope, x.data(), r.data(), dx.data());
+  cpu::leaky_relu_backward(count_of(x), slope, x.data(), r.data(), dx.data());
   const auto loss = [&] {
-    cpu::leaky_relu_forward(ssize(x), slope, x.data(), y.data());
+    cpu::leaky_relu_forward(count_of(x), slope, x.data(), y.data());
     return dot_loss<T>(y, r);
   };
   check_gradient<T>(x, dx, loss, "dx");
@@ -152,10 +158,10 @@ TYPED_TEST(ElementwiseTest, GeluKnownConstants) {
   const std::vector<T> x = values<T>({1, -1, 2, 0});
   std::vector<T> y(4), dx(4);
   const std::vector<T> ones(4, T(1));
-  cpu::gelu_forward(ssize(x), x.data(), y.data());
-  cpu::gelu_backward(ssize(x), x.data(), ones.data(), dx.data());
-  const std::vector<double> y_ref = {0.8413447460685429, -0.15865525393145705,
-                                     1.9544997361036416, 0.0};
+  cpu::gelu_forward(count_of(x), x.data(), y.data());
+  cpu::gelu_backward(count_of(x), x.data(), ones.data(), dx.data());
+  const std::vector<double> y_ref = {0.8413447460685429, -0.15865525393145705, 1.9544997361036416,
+                                     0.0};
   const std::vector<double> dx_ref = {1.0833154705876863, -0.08331547058768630, 1.0852318010781971,
                                       0.5};
   expect_all_close(std::span<const T>(y), std::span<const double>(y_ref), kAtol<T>, kRtol<T>,
@@ -171,16 +177,15 @@ TYPED_TEST(ElementwiseTest, GeluAtListedPointsMatchesLongDouble) {
   const std::vector<T> x = values<T>({-10, -6, -3, -1.5, -0.5, -0.125, 0.125, 0.5, 1.5, 3, 6});
   std::vector<T> y(x.size()), dx(x.size());
   const std::vector<T> ones(x.size(), T(1));
-  cpu::gelu_forward(ssize(x), x.data(), y.data());
-  cpu::gelu_backward(ssize(x), x.data(), ones.data(), dx.data());
+  cpu::gelu_forward(count_of(x), x.data(), y.data());
+  cpu::gelu_backward(count_of(x), x.data(), ones.data(), dx.data());
   std::vector<long double> y_ref, dx_ref;
   for (T v : x) {
     y_ref.push_back(gelu_ref(v));
     dx_ref.push_back(gelu_grad_ref(v));
   }
   // Relative only (atol 0): values go down to 1e-22.
-  expect_all_close(std::span<const T>(y), std::span<const long double>(y_ref), 0, kRtol<T>,
-                   "gelu");
+  expect_all_close(std::span<const T>(y), std::span<const long double>(y_ref), 0, kRtol<T>, "gelu");
   expect_all_close(std::span<const T>(dx), std::span<const long double>(dx_ref), 0, kRtol<T>,
                    "gelu'");
 }
@@ -189,7 +194,7 @@ TYPED_TEST(ElementwiseTest, GeluForwardMatchesLongDoubleOnRandomInputs) {
   using T = TypeParam;
   const std::vector<T> x = random_vector<T>(1001, 40, -4.0, 4.0);
   std::vector<T> y(x.size());
-  cpu::gelu_forward(ssize(x), x.data(), y.data());
+  cpu::gelu_forward(count_of(x), x.data(), y.data());
   std::vector<long double> ref;
   for (T v : x) ref.push_back(gelu_ref(v));
   expect_all_close(std::span<const T>(y), std::span<const long double>(ref), kAtol<T>, kRtol<T>,
@@ -201,9 +206,9 @@ TYPED_TEST(ElementwiseTest, GeluBackwardMatchesFiniteDifferences) {
   std::vector<T> x = random_vector<T>(97, 50, -3.0, 3.0);
   const std::vector<T> r = random_vector<T>(x.size(), 51);
   std::vector<T> y(x.size()), dx(x.size());
-  cpu::gelu_backward(ssize(x), x.data(), r.data(), dx.data());
+  cpu::gelu_backward(count_of(x), x.data(), r.data(), dx.data());
   const auto loss = [&] {
-    cpu::gelu_forward(ssize(x), x.data(), y.data());
+    cpu::gelu_forward(count_of(x), x.data(), y.data());
     return dot_loss<T>(y, r);
   };
   check_gradient<T>(x, dx, loss, "dx");
@@ -217,11 +222,11 @@ TYPED_TEST(ElementwiseTest, AddAccumulateCopyHandComputed) {
   const std::vector<T> a = values<T>({1, -2, 0.5, 4});
   const std::vector<T> b = values<T>({0.25, 3, -0.5, -6});
   std::vector<T> y(4, T(99));
-  cpu::add_forward(ssize(a), a.data(), b.data(), y.data());
+  cpu::add_forward(count_of(a), a.data(), b.data(), y.data());
   EXPECT_EQ(y, values<T>({1.25, 1, 0, -2}));
-  cpu::accumulate(ssize(a), a.data(), y.data());  // y += a
+  cpu::accumulate(count_of(a), a.data(), y.data());  // y += a
   EXPECT_EQ(y, values<T>({2.25, -1, 0.5, 2}));
-  cpu::copy(ssize(b), b.data(), y.data());
+  cpu::copy(count_of(b), b.data(), y.data());
   EXPECT_EQ(y, b);
 }
 
@@ -230,9 +235,9 @@ TYPED_TEST(ElementwiseTest, AddAccumulateCopyOnRandomInputs) {
   const std::vector<T> a = random_vector<T>(1001, 60), b = random_vector<T>(1001, 61);
   std::vector<T> y(a.size()), acc = random_vector<T>(a.size(), 62), c(a.size());
   const std::vector<T> acc0 = acc;
-  cpu::add_forward(ssize(a), a.data(), b.data(), y.data());
-  cpu::accumulate(ssize(a), a.data(), acc.data());
-  cpu::copy(ssize(a), a.data(), c.data());
+  cpu::add_forward(count_of(a), a.data(), b.data(), y.data());
+  cpu::accumulate(count_of(a), a.data(), acc.data());
+  cpu::copy(count_of(a), a.data(), c.data());
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(y[i], T(a[i] + b[i])) << i;
     EXPECT_EQ(acc[i], T(acc0[i] + a[i])) << i;
@@ -251,10 +256,10 @@ TYPED_TEST(ElementwiseTest, AddBackwardMatchesFiniteDifferencesForBothInputs) {
   std::vector<T> a = random_vector<T>(53, 70), b = random_vector<T>(53, 71);
   const std::vector<T> r = random_vector<T>(a.size(), 72);
   std::vector<T> y(a.size()), da(a.size()), db(a.size());
-  cpu::copy(ssize(r), r.data(), da.data());
-  cpu::copy(ssize(r), r.data(), db.data());
+  cpu::copy(count_of(r), r.data(), da.data());
+  cpu::copy(count_of(r), r.data(), db.data());
   const auto loss = [&] {
-    cpu::add_forward(ssize(a), a.data(), b.data(), y.data());
+    cpu::add_forward(count_of(a), a.data(), b.data(), y.data());
     return dot_loss<T>(y, r);
   };
   check_gradient<T>(a, da, loss, "da");
@@ -268,8 +273,8 @@ TYPED_TEST(ElementwiseTest, AccumulateMatchesFiniteDifferences) {
   const std::vector<T> r = random_vector<T>(x.size(), 82);
   std::vector<T> y(x.size());
   const auto loss = [&] {
-    cpu::copy(ssize(y_in), y_in.data(), y.data());
-    cpu::accumulate(ssize(x), x.data(), y.data());
+    cpu::copy(count_of(y_in), y_in.data(), y.data());
+    cpu::accumulate(count_of(x), x.data(), y.data());
     return dot_loss<T>(y, r);
   };
   check_gradient<T>(x, r, loss, "dx");
@@ -281,9 +286,9 @@ TYPED_TEST(ElementwiseTest, CopyBackwardMatchesFiniteDifferences) {
   std::vector<T> x = random_vector<T>(53, 90);
   const std::vector<T> r = random_vector<T>(x.size(), 91);
   std::vector<T> y(x.size()), dx(x.size());
-  cpu::copy(ssize(r), r.data(), dx.data());  // the backward of a copy is a copy
+  cpu::copy(count_of(r), r.data(), dx.data());  // the backward of a copy is a copy
   const auto loss = [&] {
-    cpu::copy(ssize(x), x.data(), y.data());
+    cpu::copy(count_of(x), x.data(), y.data());
     return dot_loss<T>(y, r);
   };
   check_gradient<T>(x, dx, loss, "dx");

@@ -58,12 +58,16 @@ Pool2dDims dims(int n, int c, int h, int w, int kh, int kw, int sh, int sw, int 
   return d;
 }
 
-size_t in_size(const Pool2dDims& d) { return static_cast<size_t>(d.n) * d.c * d.h * d.w; }
-size_t out_size(const Pool2dDims& d) { return static_cast<size_t>(d.n) * d.c * d.p() * d.q(); }
+size_t in_size(const Pool2dDims& d) {
+  return static_cast<size_t>(d.n) * d.c * d.h * d.w;
+}
+size_t out_size(const Pool2dDims& d) {
+  return static_cast<size_t>(d.n) * d.c * d.p() * d.q();
+}
 
 std::string name(const Pool2dDims& d) {
-  return "x[" + std::to_string(d.n) + "," + std::to_string(d.c) + "," + std::to_string(d.h) +
-         "," + std::to_string(d.w) + "] k" + std::to_string(d.kernel_h) + "x" +
+  return "x[" + std::to_string(d.n) + "," + std::to_string(d.c) + "," + std::to_string(d.h) + "," +
+         std::to_string(d.w) + "] k" + std::to_string(d.kernel_h) + "x" +
          std::to_string(d.kernel_w) + " s" + std::to_string(d.stride_h) + "," +
          std::to_string(d.stride_w) + " p" + std::to_string(d.pad_h) + "," +
          std::to_string(d.pad_w) + (d.count_include_pad ? " incl" : " excl");
@@ -121,7 +125,8 @@ MaxRef reference_max(const Pool2dDims& d, const std::vector<T>& x) {
         int64_t where = -1;
         for (int r = 0; r < d.kernel_h; ++r) {
           for (int s = 0; s < d.kernel_w; ++s) {
-            const size_t at = static_cast<size_t>((p * d.stride_h + r) * pd.wp + q * d.stride_w + s);
+            const size_t at =
+                static_cast<size_t>((p * d.stride_h + r) * pd.wp + q * d.stride_w + s);
             if (pd.source[at] >= 0 && (where < 0 || pd.v[at] > best)) {
               best = pd.v[at];
               where = pd.source[at];
@@ -153,7 +158,8 @@ AvgRef reference_avg(const Pool2dDims& d, const std::vector<T>& x) {
         int real = 0;
         for (int r = 0; r < d.kernel_h; ++r) {
           for (int s = 0; s < d.kernel_w; ++s) {
-            const size_t at = static_cast<size_t>((p * d.stride_h + r) * pd.wp + q * d.stride_w + s);
+            const size_t at =
+                static_cast<size_t>((p * d.stride_h + r) * pd.wp + q * d.stride_w + s);
             sum += pd.v[at];
             real += pd.source[at] >= 0 ? 1 : 0;
           }
@@ -371,8 +377,8 @@ TYPED_TEST(PoolTest, MaxBackwardGatherEqualsScatter) {
     std::vector<T> dx(in_size(d), T(7));
     cpu::max_pool2d_backward(d, argmax.data(), dy.data(), dx.data());
     const std::vector<long double> ref = scatter_max_backward(d, argmax, dy);
-    expect_all_close(std::span<const T>(dx), std::span<const long double>(ref), kAtol<T>,
-                     kRtol<T>, "dx");
+    expect_all_close(std::span<const T>(dx), std::span<const long double>(ref), kAtol<T>, kRtol<T>,
+                     "dx");
   }
 }
 
@@ -432,16 +438,16 @@ TYPED_TEST(PoolTest, AvgBackwardHandComputed) {
   cpu::avg_pool2d_backward(dims(1, 1, 3, 3, 3, 3, 1, 1, 1, 1, true), dy.data(), dx.data());
   const long double c = 4 / 9.0L, e = 6 / 9.0L;
   const std::vector<long double> incl = {c, e, c, e, 1, e, c, e, c};
-  expect_all_close(std::span<const T>(dx), std::span<const long double>(incl), kAtol<T>,
-                   kRtol<T>, "dx (count_include_pad)");
+  expect_all_close(std::span<const T>(dx), std::span<const long double>(incl), kAtol<T>, kRtol<T>,
+                   "dx (count_include_pad)");
   cpu::avg_pool2d_backward(dims(1, 1, 3, 3, 3, 3, 1, 1, 1, 1, false), dy.data(), dx.data());
   const long double corner = 1 / 4.0L + 2 / 6.0L + 1 / 9.0L;
   const long double edge = 2 / 4.0L + 3 / 6.0L + 1 / 9.0L;  // e.g. (0,1): 2 corners, 3 edges
   const long double centre = 4 / 4.0L + 4 / 6.0L + 1 / 9.0L;
   const std::vector<long double> excl = {corner, edge,   corner, edge,  centre,
                                          edge,   corner, edge,   corner};
-  expect_all_close(std::span<const T>(dx), std::span<const long double>(excl), kAtol<T>,
-                   kRtol<T>, "dx (exclude pad)");
+  expect_all_close(std::span<const T>(dx), std::span<const long double>(excl), kAtol<T>, kRtol<T>,
+                   "dx (exclude pad)");
 }
 
 TYPED_TEST(PoolTest, AvgForwardMatchesDirectImplementation) {

@@ -2,7 +2,9 @@
 // u = uniform_at(key, step, i) (wren/rng.h), so the mask is a pure function of
 // (seed, step, element index) and any device reproduces it bit for bit. The mask is saved as
 // bytes [count] for the backward pass. In evaluation dropout is the identity (not called).
-// p must be in [0, 1); p = 0 copies.
+// p must be in [0, 1) (the graph builder checks); p = 0 copies. Kept values are computed as
+// x / (T(1) − T(p)), a division, not a multiplication by a reciprocal, so that a kernel doing
+// the same is bit-identical. A dropped NaN becomes 0.
 #pragma once
 
 #include <cstdint>

@@ -3,7 +3,9 @@
 // Backward functions overwrite dx. Activation backward passes take the forward input x.
 //   relu(x)        = max(x, 0);                       relu'(0) = 0
 //   leaky_relu(x)  = x > 0 ? x : slope·x;             derivative at 0 is slope
-//   gelu(x)        = x·Φ(x), Φ the standard normal CDF (PyTorch approximate='none')
+//   gelu(x)        = x·Φ(x), Φ the standard normal CDF (PyTorch approximate='none'),
+//                    evaluated in double through erfc (1 + erf cancels for very negative x)
+// NaN inputs propagate (relu(NaN) = NaN, as in PyTorch).
 #pragma once
 
 #include <cstdint>

@@ -6,7 +6,8 @@
 // wins ties, and its flat index into the input plane (h·W + w) is saved in `argmax` [N, C, P, Q]
 // so the backward pass is a gather: each input element sums dy over the windows that chose it.
 // That makes the backward free of scatter races, so a GPU kernel can do the same
-// deterministically. Average pooling divides by the whole window including padding when
+// deterministically. A NaN wins its window (the first one), so it propagates as in PyTorch.
+// Sums are accumulated in double and rounded once. Average pooling divides by the whole window including padding when
 // count_include_pad (PyTorch's default), else by the number of in-image elements.
 #pragma once
 
