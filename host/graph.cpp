@@ -51,6 +51,12 @@ std::string Graph::shape_str(Value v) const {
   return info.batched ? info.shape.with_batch(0).str().replace(1, 1, "N") : info.shape.str();
 }
 
+bool Graph::expect_nchw(const std::string& label, Value x) {
+  if (value_info(x).shape.rank() == 3) return true;
+  fail(invalid_argument(label + ": expects an input [N, C, H, W], got " + shape_str(x)));
+  return false;
+}
+
 std::string Graph::auto_name(OpKind kind, const std::string& name) {
   if (!name.empty()) return name;
   const auto same_kind = std::count_if(nodes_.begin(), nodes_.end(),
@@ -156,10 +162,7 @@ Value Graph::conv2d(const std::string& name, Value x, const Conv2dOptions& o) {
   if (!check_inputs(kind, name, {x})) return {};
   const std::string label = op_label(kind, name);
   const Shape& in = value_info(x).shape;
-  if (in.rank() != 3) {
-    fail(invalid_argument(label + ": expects an input [N, C, H, W], got " + shape_str(x)));
-    return {};
-  }
+  if (!expect_nchw(label, x)) return {};
   const bool bad_option = o.out_channels <= 0 || o.kernel[0] <= 0 || o.kernel[1] <= 0 ||
                           o.stride[0] <= 0 || o.stride[1] <= 0 || o.padding[0] < 0 ||
                           o.padding[1] < 0 || o.dilation[0] <= 0 || o.dilation[1] <= 0;
@@ -239,10 +242,7 @@ Value Graph::batch_norm2d(const std::string& name, Value x, const BatchNormOptio
   if (!check_inputs(kind, name, {x})) return {};
   const std::string label = op_label(kind, name);
   const Shape& in = value_info(x).shape;
-  if (in.rank() != 3) {
-    fail(invalid_argument(label + ": expects an input [N, C, H, W], got " + shape_str(x)));
-    return {};
-  }
+  if (!expect_nchw(label, x)) return {};
   if (!(o.eps > 0) || !(o.momentum >= 0 && o.momentum <= 1)) {
     fail(invalid_argument(label + ": eps must be > 0 and momentum in [0, 1]"));
     return {};
@@ -300,10 +300,7 @@ Value Graph::pool(OpKind kind, Value x, const Pool2dOptions& options, const std:
   for (int i = 0; i < 2; ++i)
     if (o.stride[static_cast<size_t>(i)] == 0) o.stride[static_cast<size_t>(i)] = o.kernel[static_cast<size_t>(i)];
   const Shape& in = value_info(x).shape;
-  if (in.rank() != 3) {
-    fail(invalid_argument(label + ": expects an input [N, C, H, W], got " + shape_str(x)));
-    return {};
-  }
+  if (!expect_nchw(label, x)) return {};
   if (o.kernel[0] <= 0 || o.kernel[1] <= 0 || o.stride[0] <= 0 || o.stride[1] <= 0 ||
       o.padding[0] < 0 || o.padding[1] < 0 || 2 * o.padding[0] > o.kernel[0] ||
       2 * o.padding[1] > o.kernel[1]) {
@@ -340,11 +337,7 @@ Value Graph::global_avg_pool(Value x, const std::string& name) {
   const std::string full = auto_name(kind, name);
   if (!check_inputs(kind, full, {x})) return {};
   const Shape& in = value_info(x).shape;
-  if (in.rank() != 3) {
-    fail(invalid_argument(op_label(kind, full) + ": expects an input [N, C, H, W], got " +
-                          shape_str(x)));
-    return {};
-  }
+  if (!expect_nchw(op_label(kind, full), x)) return {};
   Node node;
   node.kind = kind;
   node.name = full;

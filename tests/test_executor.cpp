@@ -32,6 +32,24 @@ std::vector<int32_t> labels_for(int batch, int classes) {
   return y;
 }
 
+// Checks every parameter's gradient against finite differences of the executor's loss in
+// `mode`. `replay_step` re-runs dropout step 0 each time, so the mask stays fixed across the
+// perturbed passes. Returns the analytic gradients.
+std::vector<double> check_param_gradients(Executor<double>& ex, Mode mode, const std::string& what,
+                                          bool replay_step = false) {
+  auto loss = [&ex, mode, replay_step] {
+    if (replay_step) ex.set_step(0);
+    EXPECT_TRUE(ex.forward(mode).ok());
+    return static_cast<double>(ex.loss());
+  };
+  loss();
+  EXPECT_TRUE(ex.backward().ok());
+  const std::vector<double> analytic = ex.download(ex.grads());
+  std::span<double> params(ex.params().data, static_cast<size_t>(ex.params().numel()));
+  testing::check_gradient<double>(params, analytic, loss, what);
+  return analytic;
+}
+
 // Every op kind, a residual add (fan-out of `a`), a value with two consumers (`pooled`), and
 // a cross-entropy with label smoothing and class weights.
 Graph every_op_graph() {
@@ -64,23 +82,15 @@ TEST(Executor, WholeNetworkGradientsMatchFiniteDifferences) {
   ASSERT_TRUE(ex->set_input("image", images).ok());
   ASSERT_TRUE(ex->set_labels("label", labels_for(kBatch, 5)).ok());
 
-  // Replaying step 0 each time keeps the dropout mask fixed across the perturbed passes.
-  auto loss = [&ex] {
-    ex->set_step(0);
-    EXPECT_TRUE(ex->forward(Mode::kTrain).ok());
-    return static_cast<double>(ex->loss());
-  };
-  loss();
-  ASSERT_TRUE(ex->backward().ok());
-  const std::vector<double> analytic = ex->download(ex->grads());
+  const std::vector<double> analytic =
+      check_param_gradients(*ex, Mode::kTrain, "every_op_graph params", /*replay_step=*/true);
   // Every parameter gets a gradient (none is left at the zero of the plan).
   for (const ParamInfo& p : g.params()) {
     double norm = 0;
-    for (int64_t i = 0; i < p.shape.numel(); ++i) norm += std::fabs(analytic[static_cast<size_t>(p.offset + i)]);
+    for (int64_t i = 0; i < p.shape.numel(); ++i)
+      norm += std::fabs(analytic[static_cast<size_t>(p.offset + i)]);
     EXPECT_GT(norm, 0.0) << p.name;
   }
-  std::span<double> params(ex->params().data, static_cast<size_t>(g.param_count()));
-  testing::check_gradient<double>(params, analytic, loss, "every_op_graph params");
 }
 
 TEST(Executor, EvalModeGradientsMatchFiniteDifferences) {
@@ -93,15 +103,7 @@ TEST(Executor, EvalModeGradientsMatchFiniteDifferences) {
   ASSERT_TRUE(ex->set_labels("label", labels_for(kBatch, 5)).ok());
   // Non-trivial running statistics.
   ASSERT_TRUE(ex->forward(Mode::kTrain).ok());
-  auto loss = [&ex] {
-    EXPECT_TRUE(ex->forward(Mode::kEval).ok());
-    return static_cast<double>(ex->loss());
-  };
-  loss();
-  ASSERT_TRUE(ex->backward().ok());
-  const std::vector<double> analytic = ex->download(ex->grads());
-  std::span<double> params(ex->params().data, static_cast<size_t>(g.param_count()));
-  testing::check_gradient<double>(params, analytic, loss, "every_op_graph params (eval)");
+  check_param_gradients(*ex, Mode::kEval, "every_op_graph params (eval)");
 }
 
 TEST(Executor, PerPixelCrossEntropyGradients) {
@@ -117,15 +119,7 @@ TEST(Executor, PerPixelCrossEntropyGradients) {
   std::vector<int32_t> mask(40);
   for (size_t i = 0; i < mask.size(); ++i) mask[i] = i % 7 == 0 ? 255 : static_cast<int32_t>(i % 3);
   ASSERT_TRUE(ex->set_labels("mask", mask).ok());
-  auto loss = [&ex] {
-    EXPECT_TRUE(ex->forward(Mode::kTrain).ok());
-    return static_cast<double>(ex->loss());
-  };
-  loss();
-  ASSERT_TRUE(ex->backward().ok());
-  const std::vector<double> analytic = ex->download(ex->grads());
-  std::span<double> params(ex->params().data, static_cast<size_t>(g.param_count()));
-  testing::check_gradient<double>(params, analytic, loss, "per-pixel params");
+  check_param_gradients(*ex, Mode::kTrain, "per-pixel params");
 }
 
 // Batch norm straight on the input: its input needs no gradient, its parameters do.
@@ -140,15 +134,7 @@ TEST(Executor, BatchNormOnTheInputGradients) {
   ASSERT_TRUE(ex);
   ASSERT_TRUE(ex->set_input("image", random_vector<double>(4 * 18, 17)).ok());
   ASSERT_TRUE(ex->set_labels("label", labels_for(4, 3)).ok());
-  auto loss = [&ex] {
-    EXPECT_TRUE(ex->forward(Mode::kTrain).ok());
-    return static_cast<double>(ex->loss());
-  };
-  loss();
-  ASSERT_TRUE(ex->backward().ok());
-  const std::vector<double> analytic = ex->download(ex->grads());
-  std::span<double> params(ex->params().data, static_cast<size_t>(g.param_count()));
-  testing::check_gradient<double>(params, analytic, loss, "bn-on-input params");
+  check_param_gradients(*ex, Mode::kTrain, "bn-on-input params");
 }
 
 // The executor runs exactly the composition of the reference ops, in float.

@@ -207,6 +207,7 @@ class Graph {
                 int64_t fan_in);
   int add_buffer(const std::string& name, Shape shape, float init_value);
   std::string shape_str(Value v) const;  // "[N, 32, 14, 14]"
+  bool expect_nchw(const std::string& label, Value x);  // per-sample [C, H, W], else fail
   Value unary(OpKind kind, Value x, const std::string& name, Node node = {});
   Value pool(OpKind kind, Value x, const Pool2dOptions& options, const std::string& name);
 
