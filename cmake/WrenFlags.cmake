@@ -19,6 +19,13 @@ target_compile_options(wren_warnings INTERFACE
   $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra>
   $<$<AND:$<COMPILE_LANGUAGE:CUDA>,$<BOOL:${WREN_WERROR}>>:-Werror=all-warnings>)
 
+# ptxas statistics (registers, spills, shared memory per kernel) in the build log; on in CI so
+# that register spills are visible there.
+option(WREN_PTXAS_VERBOSE "Print ptxas resource usage for every CUDA kernel" ${_wren_werror_default})
+if(WREN_PTXAS_VERBOSE)
+  target_compile_options(wren_warnings INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:-Xptxas=-v>)
+endif()
+
 # AddressSanitizer + UndefinedBehaviorSanitizer, for the `asan` preset.
 option(WREN_SANITIZE "Build with AddressSanitizer and UBSan" OFF)
 if(WREN_SANITIZE)
