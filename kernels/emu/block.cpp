@@ -89,11 +89,23 @@ struct Fiber {
 
 enum class State : uint8_t { kUnstarted, kRunning, kReady, kBarrier, kWarp, kDone };
 
+// One cp.async in flight: the source is read when the copy is issued, the destination written
+// only by the cp.async.wait that covers its group (ptx.cuh), so a read before the wait sees the
+// shared-memory garbage fill instead of data that happened to arrive.
+struct AsyncCopy {
+  void* dst = nullptr;
+  unsigned char data[16] = {};
+  unsigned bytes = 0;
+  int group = 0;  // commits issued by this thread before the copy
+};
+
 struct ThreadRec {
   Fiber* fiber = nullptr;
   State state = State::kUnstarted;
   int predicate = 0;
   std::source_location site;  // barrier or collective it waits at
+  std::vector<AsyncCopy> async_copies;
+  int async_commits = 0;
 };
 
 struct WarpBox {
@@ -600,6 +612,47 @@ void check_aligned(const void* p, size_t alignment, const char* type) {
          std::to_string(reinterpret_cast<uintptr_t>(p)) + " is not " + std::to_string(alignment) +
          "-byte aligned");
   }
+}
+
+void async_copy(void* dst, const void* src, unsigned bytes, unsigned src_bytes) {
+  Worker& w = running_worker("cp.async");
+  ThreadRec& r = w.threads[static_cast<size_t>(w.current)];
+  if (bytes != 4 && bytes != 8 && bytes != 16) {
+    fail("cp.async of " + std::to_string(bytes) + " bytes (must be 4, 8 or 16)");
+  }
+  if (src_bytes > bytes) {
+    fail("cp.async source size " + std::to_string(src_bytes) + " exceeds the copy size " +
+         std::to_string(bytes));
+  }
+  check_aligned(dst, bytes, "cp.async destination");
+  check_aligned(src, bytes, "cp.async source");
+  AsyncCopy c;
+  c.dst = dst;
+  c.bytes = bytes;
+  c.group = r.async_commits;
+  if (src_bytes > 0) std::memcpy(c.data, src, src_bytes);  // the rest stays zero, as in PTX
+  r.async_copies.push_back(c);
+}
+
+void async_commit() {
+  Worker& w = running_worker("cp.async.commit_group");
+  ++w.threads[static_cast<size_t>(w.current)].async_commits;
+}
+
+void async_wait(int pending_groups) {
+  Worker& w = running_worker("cp.async.wait_group");
+  ThreadRec& r = w.threads[static_cast<size_t>(w.current)];
+  // Complete every copy of a committed group older than the `pending_groups` newest ones.
+  const int complete_below = r.async_commits - pending_groups;
+  auto kept = r.async_copies.begin();
+  for (auto it = r.async_copies.begin(); it != r.async_copies.end(); ++it) {
+    if (it->group < complete_below) {
+      std::memcpy(it->dst, it->data, it->bytes);
+    } else {
+      *kept++ = *it;
+    }
+  }
+  r.async_copies.erase(kept, r.async_copies.end());
 }
 
 int block_barrier(int kind, int predicate, const std::source_location& site) {

@@ -103,6 +103,12 @@ void* dynamic_smem_base();
 
 void check_aligned(const void* p, size_t alignment, const char* type);
 
+// cp.async twins (kernels/ptx.cuh). A copy is deferred until the cp.async.wait that covers its
+// group, so a kernel that reads the destination before waiting reads garbage.
+void async_copy(void* dst, const void* src, unsigned bytes, unsigned src_bytes);
+void async_commit();
+void async_wait(int pending_groups);  // completes all but the `pending_groups` newest groups
+
 }  // namespace detail
 }  // namespace wren::emu
 

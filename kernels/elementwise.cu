@@ -1,0 +1,152 @@
+// Elementwise kernels: see elementwise.h. Compiled by nvcc (wren::cuda_kernels) and by g++ for
+// the emulator (wren::emu_kernels).
+//
+// Memory-bound: one read (two for the binary ops) and one write per element. Grid-stride loops
+// over 16-byte float4 chunks when every pointer is 16-byte aligned, then a scalar tail; the
+// grid is capped so that each thread handles several chunks.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "elementwise.h"
+#include "launch.h"
+
+namespace wren::WREN_KERNELS_NS {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 4096;
+
+// The per-element operations, shared by the vector and scalar paths. NaN rules as in the CPU
+// reference: relu passes a NaN through; the backward passes use `x > 0`, false for NaN.
+struct Relu {
+  __device__ float operator()(float v) const { return (v > 0.0f || v != v) ? v : 0.0f; }
+};
+struct ReluGrad {
+  __device__ float operator()(float x, float dy) const { return x > 0.0f ? dy : 0.0f; }
+};
+struct LeakyRelu {
+  float slope;
+  __device__ float operator()(float v) const { return v > 0.0f ? v : slope * v; }
+};
+struct LeakyReluGrad {
+  float slope;
+  __device__ float operator()(float x, float dy) const { return x > 0.0f ? dy : slope * dy; }
+};
+struct Add {
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
+
+__device__ inline float4 apply(Relu f, float4 v) {
+  return make_float4(f(v.x), f(v.y), f(v.z), f(v.w));
+}
+__device__ inline float4 apply(LeakyRelu f, float4 v) {
+  return make_float4(f(v.x), f(v.y), f(v.z), f(v.w));
+}
+template <class F>
+__device__ inline float4 apply(F f, float4 a, float4 b) {
+  return make_float4(f(a.x, b.x), f(a.y, b.y), f(a.z, b.z), f(a.w, b.w));
+}
+
+__device__ inline float4 load4(const float* p) {
+#if defined(__CUDACC__)
+  return *reinterpret_cast<const float4*>(p);
+#else
+  return wren::emu::load_vec<float4>(p);  // checks the 16-byte alignment
+#endif
+}
+__device__ inline void store4(float* p, float4 v) {
+#if defined(__CUDACC__)
+  *reinterpret_cast<float4*>(p) = v;
+#else
+  wren::emu::detail::check_aligned(p, 16, "vector store");
+  std::memcpy(p, &v, sizeof v);
+#endif
+}
+
+// y[i] = f(x[i]); `vector` says every pointer is 16-byte aligned.
+template <class F>
+__global__ void unary_kernel(F f, int64_t count, const float* x, float* y, bool vector) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t done = 0;
+  if (vector) {
+    const int64_t chunks = count / 4;
+    for (int64_t c = i; c < chunks; c += stride) store4(y + 4 * c, apply(f, load4(x + 4 * c)));
+    done = 4 * chunks;
+  }
+  for (int64_t j = done + i; j < count; j += stride) y[j] = f(x[j]);
+}
+
+// out[i] = f(a[i], b[i]), or out[i] = f(out[i], a[i]) when `in_place` (then b is unused).
+template <class F>
+__global__ void binary_kernel(F f, int64_t count, const float* a, const float* b, float* out,
+                              bool vector) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  int64_t done = 0;
+  if (vector) {
+    const int64_t chunks = count / 4;
+    for (int64_t c = i; c < chunks; c += stride) {
+      store4(out + 4 * c, apply(f, load4(a + 4 * c), load4(b + 4 * c)));
+    }
+    done = 4 * chunks;
+  }
+  for (int64_t j = done + i; j < count; j += stride) out[j] = f(a[j], b[j]);
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+int blocks_for(int64_t count) {
+  const int64_t chunks = (count + 3) / 4;
+  return static_cast<int>(std::clamp<int64_t>((chunks + kThreads - 1) / kThreads, 1, kMaxBlocks));
+}
+
+Stream as_stream(StreamHandle s) {
+  return static_cast<Stream>(s);
+}
+
+template <class F>
+void launch_unary(F f, int64_t count, const float* x, float* y, StreamHandle s) {
+  if (count <= 0) return;
+  const bool vector = aligned16(x) && aligned16(y);
+  WREN_LAUNCH(blocks_for(count), kThreads, 0, as_stream(s), unary_kernel<F>)
+  (f, count, x, y, vector);
+}
+
+template <class F>
+void launch_binary(F f, int64_t count, const float* a, const float* b, float* out,
+                   StreamHandle s) {
+  if (count <= 0) return;
+  const bool vector = aligned16(a) && aligned16(b) && aligned16(out);
+  WREN_LAUNCH(blocks_for(count), kThreads, 0, as_stream(s), binary_kernel<F>)
+  (f, count, a, b, out, vector);
+}
+
+}  // namespace
+
+void relu_forward(int64_t count, const float* x, float* y, StreamHandle stream) {
+  launch_unary(Relu{}, count, x, y, stream);
+}
+void relu_backward(int64_t count, const float* x, const float* dy, float* dx,
+                   StreamHandle stream) {
+  launch_binary(ReluGrad{}, count, x, dy, dx, stream);
+}
+void leaky_relu_forward(int64_t count, float slope, const float* x, float* y,
+                        StreamHandle stream) {
+  launch_unary(LeakyRelu{slope}, count, x, y, stream);
+}
+void leaky_relu_backward(int64_t count, float slope, const float* x, const float* dy, float* dx,
+                         StreamHandle stream) {
+  launch_binary(LeakyReluGrad{slope}, count, x, dy, dx, stream);
+}
+void add_forward(int64_t count, const float* a, const float* b, float* y, StreamHandle stream) {
+  launch_binary(Add{}, count, a, b, y, stream);
+}
+void accumulate(int64_t count, const float* x, float* acc, StreamHandle stream) {
+  launch_binary(Add{}, count, acc, x, acc, stream);
+}
+
+}  // namespace wren::WREN_KERNELS_NS
