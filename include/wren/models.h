@@ -24,7 +24,20 @@ Graph ref_cnn(const ModelInput& in = {});
 // redundant).
 Graph ref_cnn_bn(const ModelInput& in = {});
 
-// A model by its zoo name ("ref-cnn", "ref-cnn-bn"); an unknown name lists the known ones.
+// resnet-cifar: a small residual net for CIFAR-10 (He et al. 2016, §4.2; ResNet-(6n+2) with
+// n = blocks_per_stage, so ResNet-8 by default). Stem: conv 3×3 16 + BN + ReLU. Three stages of
+// basic blocks at 16, 32, 64 channels, the first block of stages 2 and 3 with stride 2 and a
+// 1×1 conv + BN projection shortcut (identity shortcuts elsewhere). Global average pool, linear
+// 64→classes. Convolutions have no bias (BN follows each). Any input size works.
+// Parameter names: stem.conv, stem.bn, stage{1,2,3}.block{b}.{conv1,bn1,conv2,bn2},
+// stage{2,3}.block1.shortcut.{conv,bn}, fc; op names add .relu1, .add, .out (the block's
+// output ReLU), stem.relu, pool, loss. 78,042 parameters for 3 channels and 10 classes
+// (examples/models/resnet-cifar.wren is the same network in the model format).
+Graph resnet_cifar(const ModelInput& in = {.channels = 3, .height = 32, .width = 32},
+                   int blocks_per_stage = 1);
+
+// A model by its zoo name ("ref-cnn", "ref-cnn-bn", "resnet-cifar"); an unknown name lists the
+// known ones.
 Expected<Graph> build_model(std::string_view name, const ModelInput& in = {});
 std::vector<std::string> model_names();
 
