@@ -100,6 +100,15 @@ inline Error invalid_argument(std::string message) {
 inline Error not_found(std::string message) {
   return Error(ErrorCode::kNotFound, std::move(message));
 }
+inline Error data_error(std::string message) {
+  return Error(ErrorCode::kDataError, std::move(message));
+}
+inline Error io_error(std::string message) {
+  return Error(ErrorCode::kIoError, std::move(message));
+}
+inline Error unavailable(std::string message) {
+  return Error(ErrorCode::kUnavailable, std::move(message));
+}
 inline Error internal_error(std::string message) {
   return Error(ErrorCode::kInternal, std::move(message));
 }

@@ -1,0 +1,191 @@
+#include "train/checkpoint.h"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+namespace wren {
+namespace {
+
+using Json = nlohmann::json;
+
+std::string optim_name(const std::string& state, const std::string& param) {
+  return "optim." + state + "." + param;
+}
+
+// Copies a checkpoint tensor into `dst` after checking its shape.
+Status copy_in(const SafeTensorsFile& file, const std::string& name, const Shape& shape,
+               float* dst) {
+  auto values = file.as_f32(name, shape);
+  if (!values) return values.error();
+  std::memcpy(dst, values->data(), values->size() * sizeof(float));
+  return {};
+}
+
+Expected<int64_t> metadata_int(const SafeTensorsFile& file, const char* key) {
+  auto v = file.metadata_value(key);
+  if (!v) return v.error();
+  try {
+    size_t used = 0;
+    const long long x = std::stoll(*v, &used);
+    if (used != v->size()) throw std::invalid_argument(*v);
+    return static_cast<int64_t>(x);
+  } catch (const std::exception&) {
+    return data_error(file.path() + ": metadata " + key + " = '" + *v + "' is not an integer");
+  }
+}
+
+}  // namespace
+
+Status save_checkpoint(const std::string& path, Executor<float>& ex,
+                       const Optimizer<float>& optimizer, const RunState& state,
+                       const CheckpointInfo& info) {
+  const Graph& g = ex.graph();
+  const std::vector<float> params = ex.download(ex.params());
+  const std::vector<float> buffers = ex.download(ex.buffers());
+  std::vector<SafeTensor> tensors;
+  for (const ParamInfo& p : g.params()) {
+    const auto n = static_cast<size_t>(p.shape.numel());
+    tensors.push_back(make_safetensor<float>(
+        p.name, shape_dims(p.shape),
+        std::span<const float>(params.data() + p.offset, n)));
+    for (const std::string& s : optimizer.state_names()) {
+      const std::span<const float> st = optimizer.state(s);
+      tensors.push_back(make_safetensor<float>(optim_name(s, p.name), shape_dims(p.shape),
+                                               st.subspan(static_cast<size_t>(p.offset), n)));
+    }
+  }
+  for (const BufferInfo& b : g.buffers()) {
+    tensors.push_back(make_safetensor<float>(
+        b.name, shape_dims(b.shape),
+        std::span<const float>(buffers.data() + b.offset, static_cast<size_t>(b.shape.numel()))));
+  }
+  const Json norm{{"mean", info.normalization.mean}, {"std", info.normalization.std}};
+  const Json input{{"channels", info.input.channels},
+                   {"height", info.input.height},
+                   {"width", info.input.width},
+                   {"classes", info.input.classes}};
+  SafeMetadata meta{{"wren.format_version", kCheckpointFormatVersion},
+                    {"wren.step", std::to_string(state.step)},
+                    {"wren.optimizer_step", std::to_string(optimizer.step_count())},
+                    {"wren.epoch", std::to_string(state.epoch)},
+                    {"wren.epoch_batch", std::to_string(state.epoch_batch)},
+                    {"wren.best_val_accuracy", std::to_string(state.best_val_accuracy)},
+                    {"wren.config", info.config_json},
+                    {"wren.model", info.model_name},
+                    {"wren.model_text", info.model_text},
+                    {"wren.data_dir", info.data_dir},
+                    {"wren.normalization", norm.dump()},
+                    {"wren.input", input.dump()},
+                    {"wren.executor_step", std::to_string(ex.step())}};
+  return write_safetensors(path, tensors, meta);
+}
+
+Status load_weights(const SafeTensorsFile& file, Executor<float>& ex, bool require_buffers) {
+  const Graph& g = ex.graph();
+  std::vector<float> params = ex.download(ex.params());
+  for (const ParamInfo& p : g.params()) {
+    if (!file.contains(p.name)) {
+      return not_found(file.path() + ": no tensor '" + p.name + "' (the model's parameter " +
+                       p.shape.str() + ")");
+    }
+    WREN_RETURN_IF_ERROR(copy_in(file, p.name, p.shape, params.data() + p.offset));
+  }
+  ex.backend().upload(ex.params().data, params.data(), params.size() * sizeof(float));
+  if (g.buffer_count() > 0) {
+    std::vector<float> buffers = ex.download(ex.buffers());
+    for (const BufferInfo& b : g.buffers()) {
+      if (!file.contains(b.name)) {
+        if (require_buffers) {
+          return not_found(file.path() + ": no tensor '" + b.name + "' (the model's buffer " +
+                           b.shape.str() + ")");
+        }
+        continue;
+      }
+      WREN_RETURN_IF_ERROR(copy_in(file, b.name, b.shape, buffers.data() + b.offset));
+    }
+    ex.backend().upload(ex.buffers().data, buffers.data(), buffers.size() * sizeof(float));
+  }
+  return {};
+}
+
+Status load_weights(const std::string& path, Executor<float>& ex, bool require_buffers) {
+  auto file = read_safetensors(path);
+  if (!file) return file.error();
+  return load_weights(*file, ex, require_buffers);
+}
+
+Expected<RunState> load_checkpoint(const std::string& path, Executor<float>& ex,
+                                   Optimizer<float>& optimizer) {
+  auto file = read_safetensors(path);
+  if (!file) return file.error();
+  WREN_RETURN_IF_ERROR(load_weights(*file, ex, /*require_buffers=*/true));
+  for (const std::string& s : optimizer.state_names()) {
+    std::span<float> st = optimizer.state(s);
+    for (const ParamInfo& p : ex.graph().params()) {
+      const std::string name = optim_name(s, p.name);
+      if (!file->contains(name)) {
+        return not_found(path + ": no optimizer state '" + name +
+                         "' (was the run trained with another --opt?)");
+      }
+      WREN_RETURN_IF_ERROR(copy_in(*file, name, p.shape, st.data() + p.offset));
+    }
+  }
+  RunState state;
+  auto step = metadata_int(*file, "wren.step");
+  auto opt_step = metadata_int(*file, "wren.optimizer_step");
+  auto epoch = metadata_int(*file, "wren.epoch");
+  auto epoch_batch = metadata_int(*file, "wren.epoch_batch");
+  auto ex_step = metadata_int(*file, "wren.executor_step");
+  for (const auto* v : {&step, &opt_step, &epoch, &epoch_batch, &ex_step}) {
+    if (!*v) return v->error();
+  }
+  state.step = *step;
+  state.epoch = *epoch;
+  state.epoch_batch = *epoch_batch;
+  if (auto best = file->metadata_value("wren.best_val_accuracy")) {
+    state.best_val_accuracy = std::atof(best->c_str());
+  }
+  optimizer.set_step_count(*opt_step);
+  ex.set_step(static_cast<uint64_t>(*ex_step));
+  return state;
+}
+
+Expected<CheckpointInfo> read_checkpoint_info(const SafeTensorsFile& file) {
+  CheckpointInfo info;
+  auto get = [&](const char* key) -> Expected<std::string> {
+    auto v = file.metadata_value(key);
+    if (!v) {
+      return data_error(file.path() + ": metadata key '" + key +
+                        "' is missing (not a checkpoint written by wren train)");
+    }
+    return *v;
+  };
+  auto model = get("wren.model");
+  auto text = get("wren.model_text");
+  auto config = get("wren.config");
+  auto data_dir = get("wren.data_dir");
+  auto norm = get("wren.normalization");
+  auto input = get("wren.input");
+  for (const auto* v : {&model, &text, &config, &data_dir, &norm, &input}) {
+    if (!*v) return v->error();
+  }
+  info.model_name = *model;
+  info.model_text = *text;
+  info.config_json = *config;
+  info.data_dir = *data_dir;
+  try {
+    const Json n = Json::parse(*norm), in = Json::parse(*input);
+    info.normalization.mean = n.at("mean").get<std::vector<float>>();
+    info.normalization.std = n.at("std").get<std::vector<float>>();
+    info.input.channels = in.at("channels").get<int>();
+    info.input.height = in.at("height").get<int>();
+    info.input.width = in.at("width").get<int>();
+    info.input.classes = in.at("classes").get<int>();
+  } catch (const std::exception& e) {
+    return data_error(file.path() + ": metadata: " + e.what());
+  }
+  return info;
+}
+
+}  // namespace wren

@@ -1,0 +1,121 @@
+// Training, evaluation and checkpoints: what `wren train`, `wren eval` and `wren sweep` run.
+//
+// Data flow of one run (docs/ARCHITECTURE.md): dataset files -> Dataset (uint8, held once) ->
+// seeded train/val split and per-channel normalization -> per step: epoch_order + make_batch
+// (augmentation) -> Executor forward/backward on the device -> Optimizer step over the flat
+// parameter buffer at the Schedule's LR -> metrics.jsonl, and at every epoch end
+// last.safetensors (and best.safetensors when validation accuracy improves).
+//
+// A run is a pure function of its config and seed: the shuffle order, the augmentation draws,
+// dropout masks and the initial weights all come from counter-based streams indexed by
+// (seed, epoch or step), so a resumed run continues bit-identically.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "wren/data.h"
+#include "wren/error.h"
+#include "wren/executor.h"
+#include "wren/optimizer.h"
+#include "wren/schedule.h"
+
+namespace wren {
+
+// A weight counts as near zero (the sparsity L1 produces) when |w| is below this.
+inline constexpr double kNearZeroWeight = 1e-4;
+
+struct TrainConfig {
+  // Model: a zoo name (wren::model_names()) or the path of a model file (docs/MODEL_FORMAT.md).
+  std::string model = "ref-cnn";
+  std::string data_dir = kDefaultDataDir;
+  std::string device = "auto";  // auto | cpu
+  double epochs = 5.0;          // used when steps == 0
+  int64_t steps = 0;            // > 0: total optimizer steps (overrides epochs)
+  int batch = 128;
+  uint64_t seed = 0;
+  bool shuffle = true;
+  // Augmentation of training batches; `augment_auto` picks it from the dataset: CIFAR gets
+  // flip + 4-pixel reflect crop, MNIST-family data none (digits and short schedules gain nothing
+  // from it: shared/reference/anchors.md).
+  bool augment_auto = true;
+  bool augment = false;
+  AugmentConfig augment_config{};
+  // Validation split carved from the training set; -1: 1/12 of it (5,000 of Fashion-MNIST's
+  // 60,000), 0: none (best.safetensors then follows the training loss).
+  int64_t val_count = -1;
+  bool evaluate_test = true;  // test-set accuracy every epoch
+  OptimizerConfig optimizer{.kind = OptimizerKind::kAdamW, .weight_decay = 5e-4};
+  ScheduleConfig schedule{.kind = ScheduleKind::kCosine, .lr = 1e-3};
+  EpochSpec schedule_epochs{.warmup = 1.0};  // epoch-valued schedule arguments
+  // The default recipe's one-epoch warmup shrinks to a tenth of a run shorter than it (a
+  // warmup the user asked for is checked instead).
+  bool default_warmup = true;
+  std::string out_dir;                      // "" = runs/<timestamp>
+  int64_t log_every = 50;                   // steps between step records in metrics.jsonl
+  std::string init_from;                    // weights to start from (e.g. exported from PyTorch)
+  std::string resume;                       // a last.safetensors to continue
+  // > 0: stop after this many steps of this invocation, saving last.safetensors where it
+  // stopped (the schedule still spans the whole run; --resume continues bit-identically).
+  // SIGINT (Ctrl-C) and SIGTERM stop the same way at the next step boundary.
+  int64_t stop_after_steps = 0;
+  bool progress = true;                     // progress bar on stderr
+  bool write_checkpoints = true;
+};
+
+// The JSON form written to <out>/config.json and into checkpoints; from_json reads it back.
+std::string config_to_json(const TrainConfig& config);
+Expected<TrainConfig> config_from_json(const std::string& json);
+
+struct EvalResult {
+  int64_t count = 0;
+  double loss = 0.0;      // mean cross-entropy (no label smoothing)
+  double accuracy = 0.0;  // fraction of argmax == label
+  int classes = 0;
+  std::vector<int64_t> confusion{};  // [classes][classes]: row = true label, column = predicted
+};
+
+struct TrainEpoch {
+  int64_t epoch = 0;  // 0-based
+  int64_t step = 0;   // optimizer steps done at its end
+  double train_loss = 0.0, train_accuracy = 0.0;
+  std::optional<EvalResult> val{}, test{};
+  double lr = 0.0;
+  double seconds = 0.0;  // wall time since the run (or resume) started
+};
+
+struct TrainResult {
+  std::string out_dir;
+  int64_t steps = 0;
+  bool stopped_early = false;  // by stop_after_steps or a signal; last.safetensors resumes it
+  std::vector<TrainEpoch> epochs{};
+  double best_val_accuracy = -1.0;  // -1: no validation split
+  std::optional<EvalResult> final_test{};
+  double images_per_second = 0.0;  // training steps only
+};
+
+// Trains; `log` receives human-readable notes (device choice, dataset, summary); the progress
+// bar goes to stderr. Errors name the file, flag or step that caused them.
+Expected<TrainResult> train(const TrainConfig& config, std::FILE* log);
+
+// Accuracy, loss and confusion matrix of an executor's model (eval mode) on `indices` of a
+// dataset, in batches of the executor's batch size (the last batch padded and the padding
+// ignored).
+Expected<EvalResult> evaluate(Executor<float>& executor, const Dataset& dataset,
+                              std::span<const int64_t> indices,
+                              const Normalization& normalization);
+
+// `wren eval`: rebuilds the model a checkpoint was trained with (its metadata holds the config,
+// the model text and the normalization) and evaluates it on a split of `data_dir`
+// ("" = the data directory recorded in the checkpoint).
+Expected<EvalResult> evaluate_checkpoint(const std::string& checkpoint, const std::string& data_dir,
+                                         Split split, int batch);
+
+// Formats a confusion matrix as a table with per-class accuracy.
+std::string format_confusion(const EvalResult& result);
+
+}  // namespace wren
