@@ -145,47 +145,63 @@ TEST_F(TrainTest, LearnsAndWritesTheRunDirectory) {
   EXPECT_EQ(total, 160);
 }
 
-TEST_F(TrainTest, InterruptedAndResumedRunIsBitIdentical) {
-  const TrainConfig straight = small_config("straight");
-  ASSERT_TRUE(train(straight, quiet_log()));
+class ResumeTest : public TrainTest {
+ protected:
+  void check_resume_is_bit_identical(const OptimizerConfig& optimizer, const std::string& tag) {
+    SCOPED_TRACE(tag);
+    TrainConfig straight = small_config(tag + "_straight");
+    straight.optimizer = optimizer;
+    ASSERT_TRUE(train(straight, quiet_log()));
 
-  // Stop mid-epoch (step 21 of 32), then resume twice from last.safetensors.
-  TrainConfig first = small_config("split");
-  first.stop_after_steps = 21;
-  auto a = train(first, quiet_log());
-  ASSERT_TRUE(a) << a.error().message();
-  EXPECT_TRUE(a->stopped_early);
-  EXPECT_EQ(a->steps, 21);
+    // Stop mid-epoch (step 21 of 32), then resume from last.safetensors.
+    TrainConfig first = small_config(tag + "_split");
+    first.optimizer = optimizer;
+    first.stop_after_steps = 21;
+    auto a = train(first, quiet_log());
+    ASSERT_TRUE(a) << a.error().message();
+    EXPECT_TRUE(a->stopped_early);
+    EXPECT_EQ(a->steps, 21);
 
-  // A run killed mid-write leaves a partial last line; the resumed run must not extend it.
-  std::ofstream(first.out_dir + "/metrics.jsonl", std::ios::app) << "{\"kind\":\"step\",\"st";
+    // A run killed mid-write leaves a partial last line; the resumed run must not extend it.
+    std::ofstream(first.out_dir + "/metrics.jsonl", std::ios::app) << "{\"kind\":\"step\",\"st";
 
-  auto file = read_safetensors(first.out_dir + "/last.safetensors");
-  ASSERT_TRUE(file);
-  auto info = read_checkpoint_info(*file);
-  ASSERT_TRUE(info);
-  auto resumed_config = config_from_json(info->config_json);
-  ASSERT_TRUE(resumed_config) << resumed_config.error().message();
-  resumed_config->resume = first.out_dir + "/last.safetensors";
-  resumed_config->progress = false;
-  auto b = train(*resumed_config, quiet_log());
-  ASSERT_TRUE(b) << b.error().message();
-  EXPECT_EQ(b->steps, 32);
-  EXPECT_FALSE(b->stopped_early);
+    auto file = read_safetensors(first.out_dir + "/last.safetensors");
+    ASSERT_TRUE(file);
+    auto info = read_checkpoint_info(*file);
+    ASSERT_TRUE(info);
+    auto resumed_config = config_from_json(info->config_json);
+    ASSERT_TRUE(resumed_config) << resumed_config.error().message();
+    resumed_config->resume = first.out_dir + "/last.safetensors";
+    resumed_config->progress = false;
+    auto b = train(*resumed_config, quiet_log());
+    ASSERT_TRUE(b) << b.error().message();
+    EXPECT_EQ(b->steps, 32);
+    EXPECT_FALSE(b->stopped_early);
 
-  const std::vector<float> w1 = weights(straight.out_dir + "/last.safetensors");
-  const std::vector<float> w2 = weights(first.out_dir + "/last.safetensors");
-  ASSERT_EQ(w1.size(), w2.size());
-  ASSERT_FALSE(w1.empty());
-  size_t differ = 0;
-  for (size_t i = 0; i < w1.size(); ++i) differ += std::memcmp(&w1[i], &w2[i], 4) != 0;
-  EXPECT_EQ(differ, 0u) << "weights and optimizer state after resume";
+    const std::vector<float> w1 = weights(straight.out_dir + "/last.safetensors");
+    const std::vector<float> w2 = weights(first.out_dir + "/last.safetensors");
+    ASSERT_EQ(w1.size(), w2.size());
+    ASSERT_FALSE(w1.empty());
+    size_t differ = 0;
+    for (size_t i = 0; i < w1.size(); ++i) differ += std::memcmp(&w1[i], &w2[i], 4) != 0;
+    EXPECT_EQ(differ, 0u) << "weights and optimizer state after resume";
 
-  auto metrics = read_metrics(first.out_dir + "/metrics.jsonl");
-  ASSERT_TRUE(metrics) << metrics.error().message();
-  EXPECT_TRUE(metrics->warnings.empty());
-  ASSERT_EQ(metrics->epochs.size(), 2u);
-  EXPECT_EQ(metrics->epochs.back().step, 32);
+    auto metrics = read_metrics(first.out_dir + "/metrics.jsonl");
+    ASSERT_TRUE(metrics) << metrics.error().message();
+    EXPECT_TRUE(metrics->warnings.empty());
+    ASSERT_EQ(metrics->epochs.size(), 2u);
+    EXPECT_EQ(metrics->epochs.back().step, 32);
+  }
+};
+
+// Resume is bit-exact with AdamW (moments, decoupled decay, L1) and with SGD (Nesterov
+// momentum, coupled L2): N straight steps equal k steps, save, resume, N - k steps.
+TEST_F(ResumeTest, InterruptedAndResumedRunIsBitIdentical) {
+  check_resume_is_bit_identical(
+      OptimizerConfig{.kind = OptimizerKind::kAdamW, .weight_decay = 5e-4, .l1 = 1e-5}, "adamw");
+  check_resume_is_bit_identical(OptimizerConfig{.kind = OptimizerKind::kSgd, .momentum = 0.9,
+                                                .nesterov = true, .weight_decay = 5e-4},
+                                "sgd");
 }
 
 TEST_F(TrainTest, SameSeedSameWeights) {
