@@ -52,6 +52,16 @@ void im2col(const Conv2dDims& d, const Geometry& g, const T* x, T* col) {
             continue;
           }
           const T* in_row = x + (c * g.h + ih) * g.w;
+          if (d.stride_w == 1) {
+            // iw = q + offset: zeros left of the image, one contiguous copy, zeros right.
+            const int64_t offset = s * d.dil_w - d.pad_w;
+            const int64_t lo = std::clamp<int64_t>(-offset, 0, g.q);
+            const int64_t hi = std::clamp<int64_t>(g.w - offset, lo, g.q);
+            std::fill(out_row, out_row + lo, T(0));
+            std::copy(in_row + lo + offset, in_row + hi + offset, out_row + lo);
+            std::fill(out_row + hi, out_row + g.q, T(0));
+            continue;
+          }
           for (int64_t q = 0; q < g.q; ++q) {
             const int64_t iw = q * d.stride_w - d.pad_w + s * d.dil_w;
             out_row[q] = (iw >= 0 && iw < g.w) ? in_row[iw] : T(0);
@@ -75,6 +85,13 @@ void col2im_add(const Conv2dDims& d, const Geometry& g, const T* col, T* x) {
           if (ih < 0 || ih >= g.h) continue;
           const T* in_row = in + p * g.q;
           T* out_row = x + (c * g.h + ih) * g.w;
+          if (d.stride_w == 1) {
+            const int64_t offset = s * d.dil_w - d.pad_w;
+            const int64_t lo = std::clamp<int64_t>(-offset, 0, g.q);
+            const int64_t hi = std::clamp<int64_t>(g.w - offset, lo, g.q);
+            for (int64_t q = lo; q < hi; ++q) out_row[q + offset] += in_row[q];
+            continue;
+          }
           for (int64_t q = 0; q < g.q; ++q) {
             const int64_t iw = q * d.stride_w - d.pad_w + s * d.dil_w;
             if (iw >= 0 && iw < g.w) out_row[iw] += in_row[q];

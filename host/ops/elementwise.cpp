@@ -30,14 +30,18 @@ template <class T>
 void relu_forward(int64_t count, const T* x, T* y) {
   for (int64_t i = 0; i < count; ++i) {
     const T v = x[i];
-    // A NaN passes through (as in PyTorch) so that divergence is not hidden.
-    y[i] = (v > T(0) || std::isnan(v)) ? v : T(0);
+    // A NaN passes through (as in PyTorch) so that divergence is not hidden. (v != v rather
+    // than std::isnan, and no branches, so that the loop vectorizes.)
+    y[i] = (v > T(0) || v != v) ? v : T(0);
   }
 }
 
 template <class T>
 void relu_backward(int64_t count, const T* x, const T* dy, T* dx) {
-  for (int64_t i = 0; i < count; ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
+  for (int64_t i = 0; i < count; ++i) {
+    const T g = dy[i];  // loaded unconditionally so that the select vectorizes
+    dx[i] = x[i] > T(0) ? g : T(0);
+  }
 }
 
 template <class T>

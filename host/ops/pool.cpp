@@ -87,9 +87,51 @@ double avg_divisor(const Pool2dDims& d, const Geometry& g, int64_t p, int64_t q)
 
 }  // namespace
 
+// The first maximum in row-major order wins; a NaN wins over any number (see below).
+template <class T>
+inline bool takes(T v, T best) {
+  return v > best || (v != v && best == best);
+}
+
+// 2x2 windows, stride 2, no padding (every max-pool of the zoo): the same rules as the general
+// loop below, without its per-element bounds checks and index arithmetic.
+template <class T>
+void max_pool2x2_forward(const Geometry& g, const T* x, T* y, int32_t* argmax) {
+  for (int64_t plane = 0; plane < g.planes; ++plane) {
+    const T* xp = x + plane * g.hw();
+    T* yp = y + plane * g.pq();
+    int32_t* ap = argmax + plane * g.pq();
+    for (int64_t p = 0; p < g.p; ++p) {
+      const T* r0 = xp + 2 * p * g.w;
+      const T* r1 = r0 + g.w;
+      for (int64_t q = 0; q < g.q; ++q) {
+        // Branch-free (selects, not jumps: on real data the comparisons are unpredictable).
+        T best = r0[2 * q];
+        int64_t k = 0;  // window position: 0 1 / 2 3
+        const T v1 = r0[2 * q + 1], v2 = r1[2 * q], v3 = r1[2 * q + 1];
+        bool t = takes(v1, best);
+        best = t ? v1 : best;
+        k = t ? 1 : k;
+        t = takes(v2, best);
+        best = t ? v2 : best;
+        k = t ? 2 : k;
+        t = takes(v3, best);
+        best = t ? v3 : best;
+        k = t ? 3 : k;
+        yp[p * g.q + q] = best;
+        ap[p * g.q + q] = static_cast<int32_t>((2 * p + (k >> 1)) * g.w + 2 * q + (k & 1));
+      }
+    }
+  }
+}
+
 template <class T>
 void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, int32_t* argmax) {
   const Geometry g = geometry(d);
+  if (g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0) {
+    max_pool2x2_forward(g, x, y, argmax);
+    return;
+  }
   for (int64_t plane = 0; plane < g.planes; ++plane) {
     const T* xp = x + plane * g.hw();
     T* yp = y + plane * g.pq();
@@ -127,6 +169,21 @@ void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, int32_t* argmax) 
 template <class T>
 void max_pool2d_backward(const Pool2dDims& d, const int32_t* argmax, const T* dy, T* dx) {
   const Geometry g = geometry(d);
+  if (g.sh >= g.kh && g.sw >= g.kw) {
+    // Windows do not overlap: each input element is covered by at most one window, so the
+    // gather below reduces to writing each window's dy at its argmax (0.0 + dy, as the double
+    // sum gives: −0 becomes +0). The same values, without the per-element window search.
+    for (int64_t plane = 0; plane < g.planes; ++plane) {
+      const int32_t* ap = argmax + plane * g.pq();
+      const T* dyp = dy + plane * g.pq();
+      T* dxp = dx + plane * g.hw();
+      std::fill(dxp, dxp + g.hw(), T(0));
+      for (int64_t o = 0; o < g.pq(); ++o) {
+        if (ap[o] >= 0) dxp[ap[o]] = static_cast<T>(0.0 + static_cast<double>(dyp[o]));
+      }
+    }
+    return;
+  }
   const std::vector<Range> columns = column_ranges(g);
   for (int64_t plane = 0; plane < g.planes; ++plane) {
     const int32_t* ap = argmax + plane * g.pq();
