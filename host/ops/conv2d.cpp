@@ -150,12 +150,21 @@ void conv2d_backward_weights(const Conv2dDims& d, const T* x, const T* dy, T* dw
   }
   if (db == nullptr) return;
   // Summed in double: one bias sees N·P·Q terms, a long sum for float.
+  // Eight independent partial sums (fixed order, so deterministic): one chain of dependent
+  // double additions was the slowest part of this function.
+  constexpr int kLanes = 8;
   for (int64_t k = 0; k < g.k; ++k) {
-    double sum = 0.0;
+    double lanes[kLanes] = {};
     for (int64_t n = 0; n < g.n; ++n) {
       const T* row = dy + (n * g.k + k) * g.pq();
-      for (int64_t j = 0; j < g.pq(); ++j) sum += static_cast<double>(row[j]);
+      int64_t j = 0;
+      for (; j + kLanes <= g.pq(); j += kLanes) {
+        for (int l = 0; l < kLanes; ++l) lanes[l] += static_cast<double>(row[j + l]);
+      }
+      for (; j < g.pq(); ++j) lanes[j % kLanes] += static_cast<double>(row[j]);
     }
+    double sum = 0.0;
+    for (double v : lanes) sum += v;
     db[k] = static_cast<T>(sum);
   }
 }
