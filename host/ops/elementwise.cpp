@@ -28,6 +28,7 @@ double normal_pdf(double x) {
 
 template <class T>
 void relu_forward(int64_t count, const T* x, T* y) {
+#pragma omp parallel for simd schedule(static) if (count > 65536)
   for (int64_t i = 0; i < count; ++i) {
     const T v = x[i];
     // A NaN passes through (as in PyTorch) so that divergence is not hidden. (v != v rather
@@ -38,6 +39,7 @@ void relu_forward(int64_t count, const T* x, T* y) {
 
 template <class T>
 void relu_backward(int64_t count, const T* x, const T* dy, T* dx) {
+#pragma omp parallel for simd schedule(static) if (count > 65536)
   for (int64_t i = 0; i < count; ++i) {
     const T g = dy[i];  // loaded unconditionally so that the select vectorizes
     dx[i] = x[i] > T(0) ? g : T(0);

@@ -97,6 +97,7 @@ inline bool takes(T v, T best) {
 // loop below, without its per-element bounds checks and index arithmetic.
 template <class T>
 void max_pool2x2_forward(const Geometry& g, const T* x, T* y, int32_t* argmax) {
+#pragma omp parallel for schedule(static) if (g.planes * g.hw() > 65536)
   for (int64_t plane = 0; plane < g.planes; ++plane) {
     const T* xp = x + plane * g.hw();
     T* yp = y + plane * g.pq();
@@ -173,6 +174,7 @@ void max_pool2d_backward(const Pool2dDims& d, const int32_t* argmax, const T* dy
     // Windows do not overlap: each input element is covered by at most one window, so the
     // gather below reduces to writing each window's dy at its argmax (0.0 + dy, as the double
     // sum gives: −0 becomes +0). The same values, without the per-element window search.
+#pragma omp parallel for schedule(static) if (g.planes * g.hw() > 65536)
     for (int64_t plane = 0; plane < g.planes; ++plane) {
       const int32_t* ap = argmax + plane * g.pq();
       const T* dyp = dy + plane * g.pq();
