@@ -245,6 +245,54 @@ TEST_F(TrainTest, InitFromLoadsTheWeights) {
   EXPECT_DOUBLE_EQ(r->final_test->accuracy, e->accuracy);
 }
 
+// A checkpoint that does not fit the model, or is damaged, is refused naming the tensor or the
+// file; --resume and --init-from go through these loaders.
+TEST_F(TrainTest, BadCheckpointsAreRefusedNamingTheTensor) {
+  TrainConfig a = small_config("a");
+  a.epochs = 1;
+  ASSERT_TRUE(train(a, quiet_log()));
+  const std::string good = a.out_dir + "/last.safetensors";
+  auto file = read_safetensors(good);
+  ASSERT_TRUE(file);
+
+  // conv1.weight with another shape (2x the output channels).
+  std::vector<SafeTensor> tensors = file->tensors();
+  for (SafeTensor& t : tensors) {
+    if (t.name == "conv1.weight") {
+      t.shape[0] *= 2;
+      t.bytes.resize(t.bytes.size() * 2);
+    }
+  }
+  const std::string reshaped = (root_ / "reshaped.safetensors").string();
+  ASSERT_TRUE(write_safetensors(reshaped, tensors, file->metadata()).ok());
+  TrainConfig b = small_config("b");
+  b.init_from = reshaped;
+  auto r = train(b, quiet_log());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("conv1.weight"), std::string::npos) << r.error().message();
+
+  // A missing tensor.
+  tensors = file->tensors();
+  std::erase_if(tensors, [](const SafeTensor& t) { return t.name == "fc2.bias"; });
+  const std::string missing = (root_ / "missing.safetensors").string();
+  ASSERT_TRUE(write_safetensors(missing, tensors, file->metadata()).ok());
+  b = small_config("c");
+  b.init_from = missing;
+  r = train(b, quiet_log());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("fc2.bias"), std::string::npos) << r.error().message();
+
+  // Truncated: the last 100 bytes cut off.
+  const std::string truncated = (root_ / "truncated.safetensors").string();
+  fs::copy_file(good, truncated);
+  fs::resize_file(truncated, fs::file_size(truncated) - 100);
+  auto e = evaluate_checkpoint(truncated, "", Split::kTest, 32);
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().code(), ErrorCode::kDataError);
+  EXPECT_NE(e.error().message().find("truncated.safetensors"), std::string::npos)
+      << e.error().message();
+}
+
 TEST_F(TrainTest, ErrorsNameTheirSource) {
   TrainConfig c = small_config("err");
   c.model = "no-such-model";

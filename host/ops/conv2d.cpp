@@ -15,6 +15,8 @@
 // given OpenBLAS thread count.
 #include "wren/ops/conv2d.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -102,21 +104,45 @@ void col2im_add(const Conv2dDims& d, const Geometry& g, const T* col, T* x) {
   }
 }
 
+// Images are processed in parallel on OpenMP's threads, each with its own im2col buffer; the
+// weight gradient is summed per thread (its images in order) and the partial sums are added
+// in thread order, so a run is deterministic for a given thread count. The count is fixed at
+// the first call (the executor sizes the workspace with it).
+int conv_threads() {
+  static const int threads = std::max(1, omp_get_max_threads());
+  return threads;
+}
+
+// Workspace: conv_threads() im2col buffers [CRS, PQ], then (with more than one thread) as many
+// weight-gradient partial sums [K, CRS].
+template <class T>
+T* col_buffer(const Geometry& g, T* ws, int thread) {
+  return ws + static_cast<int64_t>(thread) * g.crs() * g.pq();
+}
+template <class T>
+T* dw_partial(const Geometry& g, T* ws, int thread) {
+  return ws + conv_threads() * g.crs() * g.pq() + static_cast<int64_t>(thread) * g.k * g.crs();
+}
+
 }  // namespace
 
 size_t conv2d_workspace_elems(const Conv2dDims& d) {
   const Geometry g = geometry(d);
-  return static_cast<size_t>(g.crs()) * static_cast<size_t>(g.pq());
+  const int threads = conv_threads();
+  return static_cast<size_t>(threads * g.crs() * g.pq() +
+                             (threads > 1 ? threads * g.k * g.crs() : 0));
 }
 
 template <class T>
 void conv2d_forward(const Conv2dDims& d, const T* x, const T* w, const T* b, T* y, T* ws) {
   const Geometry g = geometry(d);
   const int pq = static_cast<int>(g.pq()), crs = static_cast<int>(g.crs());
+#pragma omp parallel for schedule(static) num_threads(conv_threads()) if (g.n > 1)
   for (int64_t n = 0; n < g.n; ++n) {
+    T* col = col_buffer(g, ws, omp_get_thread_num());
     T* y_n = y + n * g.k * g.pq();
-    im2col(d, g, x + n * g.c * g.hw(), ws);
-    gemm<T>(false, false, d.k, pq, crs, T(1), w, crs, ws, pq, T(0), y_n, pq);
+    im2col(d, g, x + n * g.c * g.hw(), col);
+    gemm<T>(false, false, d.k, pq, crs, T(1), w, crs, col, pq, T(0), y_n, pq);
     if (b == nullptr) continue;
     for (int64_t k = 0; k < g.k; ++k) {
       T* row = y_n + k * g.pq();
@@ -129,11 +155,14 @@ template <class T>
 void conv2d_backward_data(const Conv2dDims& d, const T* dy, const T* w, T* dx, T* ws) {
   const Geometry g = geometry(d);
   const int pq = static_cast<int>(g.pq()), crs = static_cast<int>(g.crs());
-  std::fill(dx, dx + g.n * g.c * g.hw(), T(0));
+#pragma omp parallel for schedule(static) num_threads(conv_threads()) if (g.n > 1)
   for (int64_t n = 0; n < g.n; ++n) {
+    T* col = col_buffer(g, ws, omp_get_thread_num());
+    T* dx_n = dx + n * g.c * g.hw();
+    std::fill(dx_n, dx_n + g.c * g.hw(), T(0));
     // col [CRS, PQ] = wᵀ [CRS, K] · dy[n] [K, PQ]
-    gemm<T>(true, false, crs, pq, d.k, T(1), w, crs, dy + n * g.k * g.pq(), pq, T(0), ws, pq);
-    col2im_add(d, g, ws, dx + n * g.c * g.hw());
+    gemm<T>(true, false, crs, pq, d.k, T(1), w, crs, dy + n * g.k * g.pq(), pq, T(0), col, pq);
+    col2im_add(d, g, col, dx_n);
   }
 }
 
@@ -141,12 +170,34 @@ template <class T>
 void conv2d_backward_weights(const Conv2dDims& d, const T* x, const T* dy, T* dw, T* db, T* ws) {
   const Geometry g = geometry(d);
   const int pq = static_cast<int>(g.pq()), crs = static_cast<int>(g.crs());
-  if (g.n == 0) std::fill(dw, dw + g.k * g.crs(), T(0));
-  for (int64_t n = 0; n < g.n; ++n) {
-    im2col(d, g, x + n * g.c * g.hw(), ws);
-    // dw [K, CRS] (+)= dy[n] [K, PQ] · colᵀ [PQ, CRS]; beta = 0 on the first image overwrites.
-    gemm<T>(false, true, d.k, crs, pq, T(1), dy + n * g.k * g.pq(), pq, ws, pq,
-            n == 0 ? T(0) : T(1), dw, crs);
+  const int threads = g.n > 1 ? conv_threads() : 1;
+  const int64_t dw_size = g.k * g.crs();
+  if (g.n == 0) std::fill(dw, dw + dw_size, T(0));
+  // Thread t sums images [first_t, last_t) (OpenMP's static schedule: contiguous, in order)
+  // into its partial (or straight into dw with one thread); beta 0 on its first image.
+  int used = 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#pragma omp single
+    used = nt;
+    const int64_t first = g.n * t / nt, last = g.n * (t + 1) / nt;
+    T* col = col_buffer(g, ws, t);
+    T* acc = nt > 1 ? dw_partial(g, ws, t) : dw;
+    if (first == last) std::fill(acc, acc + dw_size, T(0));
+    for (int64_t n = first; n < last; ++n) {
+      im2col(d, g, x + n * g.c * g.hw(), col);
+      // acc [K, CRS] (+)= dy[n] [K, PQ] · colᵀ [PQ, CRS]
+      gemm<T>(false, true, d.k, crs, pq, T(1), dy + n * g.k * g.pq(), pq, col, pq,
+              n == first ? T(0) : T(1), acc, crs);
+    }
+  }
+  if (used > 1) {
+    std::copy(dw_partial(g, ws, 0), dw_partial(g, ws, 0) + dw_size, dw);
+    for (int t = 1; t < used; ++t) {
+      const T* part = dw_partial(g, ws, t);
+      for (int64_t i = 0; i < dw_size; ++i) dw[i] += part[i];
+    }
   }
   if (db == nullptr) return;
   // Summed in double: one bias sees N·P·Q terms, a long sum for float.

@@ -5,6 +5,7 @@
 #include "wren/ops/conv2d.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -183,7 +184,12 @@ TYPED_TEST(Conv2dTest, OutputSizeAndWorkspace) {
     const Conv2dDims& d = cc.d;
     EXPECT_EQ(d.p(), cc.p);
     EXPECT_EQ(d.q(), cc.q);
-    EXPECT_EQ(cpu::conv2d_workspace_elems(d), size_t(d.c) * d.r * d.s * cc.p * cc.q);
+    // One im2col buffer [CRS, PQ] per OpenMP thread, plus a weight-gradient partial sum
+    // [K, CRS] per thread when there is more than one (host/ops/conv2d.cpp).
+    const size_t threads = static_cast<size_t>(std::max(1, omp_get_max_threads()));
+    const size_t crs = size_t(d.c) * d.r * d.s;
+    EXPECT_EQ(cpu::conv2d_workspace_elems(d),
+              threads * crs * cc.p * cc.q + (threads > 1 ? threads * size_t(d.k) * crs : 0));
   }
 }
 
