@@ -3,7 +3,8 @@
 // device, with Google Benchmark. Reports images/s and the process's peak RSS (memory is planned once,
 // so the peak is reached in the first step and stays flat).
 //   build/release/bench_cpu_step --benchmark_min_time=2
-// For comparisons with PyTorch pin OpenBLAS to one thread per process: OPENBLAS_NUM_THREADS=1.
+// Threads: OMP_NUM_THREADS (default: every core); side by side with PyTorch:
+// bash bench/compare_cpu.sh build/release 2.
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
