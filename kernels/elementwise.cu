@@ -10,6 +10,7 @@
 
 #include "elementwise.h"
 #include "launch.h"
+#include "vec.cuh"
 
 namespace wren::WREN_KERNELS_NS {
 namespace {
@@ -46,22 +47,6 @@ __device__ inline float4 apply(LeakyRelu f, float4 v) {
 template <class F>
 __device__ inline float4 apply(F f, float4 a, float4 b) {
   return make_float4(f(a.x, b.x), f(a.y, b.y), f(a.z, b.z), f(a.w, b.w));
-}
-
-__device__ inline float4 load4(const float* p) {
-#if defined(__CUDACC__)
-  return *reinterpret_cast<const float4*>(p);
-#else
-  return wren::emu::load_vec<float4>(p);  // checks the 16-byte alignment
-#endif
-}
-__device__ inline void store4(float* p, float4 v) {
-#if defined(__CUDACC__)
-  *reinterpret_cast<float4*>(p) = v;
-#else
-  wren::emu::detail::check_aligned(p, 16, "vector store");
-  std::memcpy(p, &v, sizeof v);
-#endif
 }
 
 // y[i] = f(x[i]); `vector` says every pointer is 16-byte aligned.

@@ -23,6 +23,7 @@
 
 #include "launch.h"
 #include "optim.h"
+#include "vec.cuh"
 
 namespace wren::WREN_KERNELS_NS {
 namespace {
@@ -120,22 +121,6 @@ __device__ __forceinline__ bool finite(double a) {
   return isfinite(a);
 #else
   return std::isfinite(a);
-#endif
-}
-
-__device__ inline float4 load4(const float* p) {
-#if defined(__CUDACC__)
-  return *reinterpret_cast<const float4*>(p);
-#else
-  return wren::emu::load_vec<float4>(p);  // checks the 16-byte alignment
-#endif
-}
-__device__ inline void store4(float* p, float4 v) {
-#if defined(__CUDACC__)
-  *reinterpret_cast<float4*>(p) = v;
-#else
-  wren::emu::detail::check_aligned(p, 16, "vector store");
-  std::memcpy(p, &v, sizeof v);
 #endif
 }
 
