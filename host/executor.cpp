@@ -99,7 +99,7 @@ Status Executor<T>::plan() {
       for (int in : nodes[i].inputs) ++consumers[static_cast<size_t>(in)];
 
   int64_t scratch_bytes = 0;
-  size_t workspace_elems = 0;
+  size_t workspace_bytes = 0;  // shared by every op: conv's workspace, kernels' reductions
   for (size_t v = 0; v < values.size(); ++v) {
     const ValueInfo& info = values[v];
     const int64_t count = info.batched ? info.shape.numel() * batch_ : 1;
@@ -124,11 +124,20 @@ Status Executor<T>::plan() {
         break;
       case OpKind::kBatchNorm2d:
         aux_off_[i] = slot(2 * out.shape[0] * int64_t{sizeof(T)});  // save_mean, save_invstd
+        workspace_bytes = std::max(workspace_bytes, backend_->batch_norm_workspace_bytes(bn_dims(n)));
         break;
       case OpKind::kConv2d:
-        workspace_elems = std::max(workspace_elems, backend_->conv2d_workspace_elems(conv_dims(n)));
+        workspace_bytes = std::max(workspace_bytes,
+                                   backend_->conv2d_workspace_elems(conv_dims(n)) * sizeof(T));
+        break;
+      case OpKind::kLinear:
+        workspace_bytes = std::max(
+            workspace_bytes,
+            backend_->linear_workspace_bytes(
+                LinearDims{batch_, n.linear.in_features, n.linear.out_features}));
         break;
       case OpKind::kSoftmaxCrossEntropy:
+        workspace_bytes = std::max(workspace_bytes, backend_->softmax_ce_workspace_bytes(ce_dims(n)));
         if (!n.ce.class_weights.empty())
           const_off_[i] = slot(static_cast<int64_t>(n.ce.class_weights.size() * sizeof(T)));
         break;
@@ -136,7 +145,7 @@ Status Executor<T>::plan() {
         break;
     }
   }
-  if (workspace_elems > 0) workspace_off_ = slot(static_cast<int64_t>(workspace_elems * sizeof(T)));
+  if (workspace_bytes > 0) workspace_off_ = slot(static_cast<int64_t>(workspace_bytes));
   if (scratch_bytes > 0) scratch_off_ = slot(scratch_bytes);
   arena_bytes_ = static_cast<size_t>(offset);
 
@@ -156,6 +165,7 @@ Status Executor<T>::plan() {
   // Zeroed once so that parameters off the loss path report zero gradients.
   backend_->fill_zero(grads_, param_bytes);
   backend_->fill_zero(arena_, arena_bytes_);
+  if (workspace_off_ >= 0) backend_->bind_scratch(arena_ + workspace_off_, workspace_bytes);
 
   for (size_t i = 0; i < nodes.size(); ++i) {
     if (const_off_[i] < 0) continue;
@@ -415,6 +425,7 @@ Status Executor<T>::forward(Mode mode) {
   }
   WREN_RETURN_IF_ERROR(check_labels());
   for (size_t i = 0; i < graph_.nodes().size(); ++i) forward_node(static_cast<int>(i), mode);
+  WREN_RETURN_IF_ERROR(backend_->synchronize());
   if (mode == Mode::kTrain) ++step_;
   last_mode_ = mode;
   forward_done_ = true;
@@ -524,7 +535,7 @@ Status Executor<T>::backward() {
   std::fill(grad_written_.begin(), grad_written_.end(), false);
   for (size_t i = graph_.nodes().size(); i-- > 0;)
     if (contributes_[i]) backward_node(static_cast<int>(i));
-  return {};
+  return backend_->synchronize();
 }
 
 template <class T>

@@ -4,6 +4,7 @@
 //   wren eval CHECKPOINT          accuracy, loss and confusion matrix on the test set
 //   wren sweep --wd 0,1e-4,5e-4   grid over --wd / --lr / --l1 on the validation split
 //   wren plot RUN_DIR             loss, accuracy, LR and weight norms as SVG (and PNG)
+//   wren check --device emu       one training step on a kernel device vs the CPU reference
 //
 // Library errors are values (design.md, "errors are values until the CLI"); here they become a
 // message on stderr ("wren train: ...") and exit status 1. Usage errors exit with CLI11's code.
@@ -19,6 +20,8 @@
 
 #include "train/checkpoint.h"
 #include "wren/atomic_file.h"
+#include "wren/check.h"
+#include "wren/device.h"
 #include "wren/data.h"
 #include "wren/models.h"
 #include "wren/plot.h"
@@ -68,8 +71,15 @@ void add_train_flags(CLI::App* app, TrainFlags& f, bool sweep) {
                   "dataset directory: MNIST-format IDX files (raw or .gz) or CIFAR-10/100 "
                   "binary batches")
       ->capture_default_str();
-  app->add_option("--device", c.device, "auto | cpu (cuda and emu come with the CUDA backend)")
+  app->add_option("--device", c.device,
+                  "auto (the GPU when there is one, else the CPU) | cpu | cuda | emu (the CUDA "
+                  "kernels in the SIMT emulator on the CPU: slow, for checking)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda", "emu"}))
+      ->capture_default_str();
+  app->add_option("--math", c.math,
+                  "cuda/emu matrix products: fp32 (exact fp32 arithmetic) | tf32 (tensor cores, "
+                  "10-bit mantissa inputs)")
+      ->check(CLI::IsMember({"fp32", "tf32"}))
       ->capture_default_str();
   app->add_option("--epochs", c.epochs, "training epochs (fractions allowed)")
       ->check(CLI::PositiveNumber)
@@ -318,10 +328,38 @@ int run_sweep(TrainFlags& f, const SweepFlags& s) {
   return 0;
 }
 
-}  // namespace
+struct CheckFlags {
+  wren::CheckOptions options;
+  std::string device = "auto", math = "fp32", input = "1x28x28";
+};
 
-int main(int argc, char** argv) {
-  CLI::App app{"wren: train convolutional networks (CPU reference path; CUDA backend to come)"};
+int run_check(const CheckFlags& f) {
+  wren::CheckOptions o = f.options;
+  if (f.device == "auto") {
+    o.device = wren::built_with_cuda() && wren::cuda_device_count() > 0 ? wren::Device::kCuda
+                                                                         : wren::Device::kEmu;
+    std::fprintf(stderr, "wren check: device %s\n", wren::to_string(o.device));
+  } else {
+    o.device = f.device == "cuda" ? wren::Device::kCuda : wren::Device::kEmu;
+  }
+  o.math = f.math == "tf32" ? wren::MathMode::kTf32 : wren::MathMode::kFp32;
+  int c = 0, h = 0, w = 0;
+  char tail = 0;
+  if (std::sscanf(f.input.c_str(), "%dx%dx%d%c", &c, &h, &w, &tail) != 3 || c <= 0 || h <= 0 ||
+      w <= 0)
+    return fail("check", "--input " + f.input + ": expected CxHxW, e.g. 3x32x32");
+  o.input.channels = c;
+  o.input.height = h;
+  o.input.width = w;
+  auto report = wren::run_check(o);
+  if (!report) return fail("check", report.error().message());
+  std::printf("%s", wren::format_check(*report).c_str());
+  return report->pass() ? 0 : 1;
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"wren: train convolutional networks on the GPU (cuda), the CPU reference (cpu) or "
+               "the kernels in the SIMT emulator (emu)"};
   app.require_subcommand(0, 1);
   app.set_version_flag("--version", "wren 0.1.0");
 
@@ -373,7 +411,39 @@ int main(int argc, char** argv) {
   plot->add_flag("--png", png, "also write a PNG (needs rsvg-convert, package librsvg2-bin)");
   plot->add_flag("--log-loss", plot_options.log_loss, "log-scale loss axis");
 
+  CheckFlags check_flags;
+  CLI::App* check = app.add_subcommand(
+      "check", "one forward, backward and optimizer step of a model on cuda or emu and on the "
+               "CPU reference, from the same weights and batch: a table of errors per tensor; "
+               "exit status 1 if any tensor is outside its tolerance");
+  check->add_option("--model", check_flags.options.model, "built-in model or a model file")
+      ->capture_default_str();
+  check->add_option("--device", check_flags.device,
+                    "auto (cuda when a GPU is visible, else emu) | cuda | emu")
+      ->check(CLI::IsMember({"auto", "cuda", "emu"}))
+      ->capture_default_str();
+  check->add_option("--math", check_flags.math, "fp32 | tf32")
+      ->check(CLI::IsMember({"fp32", "tf32"}))
+      ->capture_default_str();
+  check->add_option("--input", check_flags.input, "per-sample input shape CxHxW")
+      ->capture_default_str();
+  check->add_option("--classes", check_flags.options.input.classes, "number of classes")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  check->add_option("--batch", check_flags.options.batch, "batch size")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  check->add_option("--seed", check_flags.options.seed, "seed of the weights and the batch")
+      ->capture_default_str();
+  check->add_option("--rtol", check_flags.options.rtol,
+                    "relative tolerance (default: 1e-4 for fp32, 1e-2 for tf32)");
+  check->add_option("--atol-scale", check_flags.options.atol_scale,
+                    "absolute tolerance as a fraction of the tensor's max |value| (default: "
+                    "1e-5 for fp32, 1e-3 for tf32)");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (*check) return run_check(check_flags);
 
   if (*eval) {
     auto r = wren::evaluate_checkpoint(checkpoint, eval_data,
@@ -410,4 +480,17 @@ int main(int argc, char** argv) {
   }
   // `wren` alone and `wren train` both train.
   return run_train(train_flags, resume);
+}
+
+}  // namespace
+
+// Errors are values in the library; an exception reaching here is a bug or a device fault (a
+// kernel launcher refusing its arguments): it still gets a one-line message, not an abort.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "wren: internal error: %s\n", e.what());
+    return 2;
+  }
 }

@@ -151,6 +151,46 @@ void score_logits(const std::vector<float>& logits, int classes, std::span<const
   }
 }
 
+// The device a run trains on. auto: the GPU when this build has the CUDA backend and one is
+// visible, else the CPU, with a one-line note either way.
+Expected<std::unique_ptr<Backend<float>>> make_train_backend(const std::string& device,
+                                                             const std::string& math,
+                                                             std::FILE* log) {
+  BackendOptions options;
+  if (math == "fp32") {
+    options.math = MathMode::kFp32;
+  } else if (math == "tf32") {
+    options.math = MathMode::kTf32;
+  } else {
+    return invalid_argument("--math " + math + ": expected fp32 or tf32");
+  }
+  if (device == "cpu") {
+    options.device = Device::kCpu;
+  } else if (device == "cuda") {
+    options.device = Device::kCuda;
+  } else if (device == "emu") {
+    options.device = Device::kEmu;
+  } else if (device == "auto") {
+    if (built_with_cuda() && cuda_device_count() > 0) {
+      options.device = Device::kCuda;
+      std::fprintf(log, "note: training on the GPU %s\n", cuda_device_name().c_str());
+    } else {
+      options.device = Device::kCpu;
+      std::fprintf(log, "note: %s; training on the CPU\n",
+                   built_with_cuda() ? "no CUDA device is visible"
+                                     : "this build has no CUDA backend");
+    }
+  } else {
+    return invalid_argument("--device " + device + ": expected auto, cpu, cuda or emu");
+  }
+  auto backend = make_backend(options);
+  if (!backend) return backend.error();
+  if (options.device == Device::kEmu)
+    std::fprintf(log, "note: device emu runs the CUDA kernels in the SIMT emulator on the CPU: "
+                      "for checking them, not for speed\n");
+  return backend;
+}
+
 // First op (in forward order) whose output holds a NaN or an infinity: where a divergence
 // started.
 std::string first_non_finite_op(Executor<float>& ex) {
@@ -254,6 +294,12 @@ Json eval_json(const std::optional<EvalResult>& r, const char* what) {
 
 }  // namespace
 
+Expected<Graph> load_model(const std::string& model, const ModelInput& input) {
+  auto source = read_model_source(model);
+  if (!source) return source.error();
+  return build_graph(*source, input);
+}
+
 std::string config_to_json(const TrainConfig& c) {
   Json aug{{"auto", c.augment_auto},
            {"enabled", c.augment},
@@ -264,6 +310,7 @@ std::string config_to_json(const TrainConfig& c) {
   Json j{{"model", c.model},
          {"data_dir", c.data_dir},
          {"device", c.device},
+         {"math", c.math},
          {"epochs", c.epochs},
          {"steps", c.steps},
          {"batch", c.batch},
@@ -295,6 +342,7 @@ Expected<TrainConfig> config_from_json(const std::string& text) {
     get(j, "model", c.model);
     get(j, "data_dir", c.data_dir);
     get(j, "device", c.device);
+    get(j, "math", c.math);
     get(j, "epochs", c.epochs);
     get(j, "steps", c.steps);
     get(j, "batch", c.batch);
@@ -445,19 +493,8 @@ std::string format_confusion(const EvalResult& r) {
 
 Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
   // --- device ----------------------------------------------------------------------------------
-  if (config.device != "auto" && config.device != "cpu") {
-    return unavailable("--device " + config.device +
-                       ": this build trains on the cpu only (cuda and emu come with the CUDA "
-                       "backend)");
-  }
-  if (config.device == "auto") {
-    if (cuda_device_count() > 0) {
-      std::fprintf(log, "note: GPU %s found, but the CUDA backend is not built yet; training on "
-                        "the CPU\n", cuda_device_name().c_str());
-    } else {
-      std::fprintf(log, "note: no CUDA device; training on the CPU\n");
-    }
-  }
+  auto backend = make_train_backend(config.device, config.math, log);
+  if (!backend) return backend.error();
   if (config.batch <= 0) return invalid_argument("--batch must be positive");
 
   // --- data ------------------------------------------------------------------------------------
@@ -496,7 +533,7 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
   if (!source) return source.error();
   auto graph = build_graph(*source, model_input(*train_set));
   if (!graph) return graph.error();
-  auto created = Executor<float>::create(*graph, make_cpu_backend<float>(),
+  auto created = Executor<float>::create(*graph, std::move(*backend),
                                          ExecutorOptions{.batch_size = config.batch,
                                                          .seed = config.seed});
   if (!created) return created.error();
@@ -507,6 +544,12 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
   auto optimizer = Optimizer<float>::create(config.optimizer, param_segments(*graph),
                                             graph->param_count());
   if (!optimizer) return optimizer.error();
+  // On cuda and emu the parameters live in device memory and the fused optimizer kernel updates
+  // them there; `optimizer` then only holds the state for checkpoints (synced at save/resume).
+  auto device_optimizer = ex.backend().make_optimizer(config.optimizer, param_segments(*graph),
+                                                      graph->param_count());
+  if (!device_optimizer) return device_optimizer.error();
+  DeviceOptimizer* dev_opt = device_optimizer->get();
   const int64_t total_steps =
       config.steps > 0 ? config.steps
                        : static_cast<int64_t>(std::llround(config.epochs *
@@ -534,6 +577,7 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
     auto resumed = load_checkpoint(config.resume, ex, *optimizer);
     if (!resumed) return resumed.error();
     state = *resumed;
+    if (dev_opt) dev_opt->upload_state(*optimizer);
   }
 
   // --- run directory ---------------------------------------------------------------------------
@@ -568,6 +612,12 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
                       .data_dir = config.data_dir,
                       .normalization = norm,
                       .input = model_input(*train_set)};
+  // Checkpoints read the optimizer state from `optimizer` (host memory): a device run copies its
+  // state there first.
+  auto save = [&](const std::string& path) -> Status {
+    if (dev_opt) dev_opt->download_state(*optimizer);
+    return save_checkpoint(path, ex, *optimizer, state, info);
+  };
 
   std::fprintf(log, "model %s: %lld parameters; data %s: %lld train, %lld val, %lld test; "
                     "%lld steps of batch %d (%lld per epoch)%s\n",
@@ -580,8 +630,23 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
   std::fprintf(log, "run directory: %s\n", result.out_dir.c_str());
 
   // --- the loop --------------------------------------------------------------------------------
-  std::vector<float> images(static_cast<size_t>(config.batch * train_set->image_size()));
-  std::vector<int32_t> labels(static_cast<size_t>(config.batch));
+  // On cuda and emu the training set is held in device memory and batches are made there
+  // (bit-identical to make_batch<float>); on the cpu they are made on the host.
+  auto batcher_made = ex.backend().make_batcher(*train_set, norm, aug, config.batch);
+  if (!batcher_made) return batcher_made.error();
+  DeviceBatcher* batcher = batcher_made->get();
+  float* device_images = nullptr;
+  int32_t* device_labels = nullptr;
+  if (batcher) {
+    auto in = ex.input("image");
+    if (!in) return in.error();
+    auto lab = ex.labels("label");
+    if (!lab) return lab.error();
+    device_images = in->data;
+    device_labels = lab->data;
+  }
+  std::vector<float> images(batcher ? 0 : static_cast<size_t>(config.batch * train_set->image_size()));
+  std::vector<int32_t> labels(batcher ? 0 : static_cast<size_t>(config.batch));
   auto logits = logits_value(*graph);
   if (!logits) return logits.error();
   const auto start = std::chrono::steady_clock::now();
@@ -610,10 +675,16 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
       const auto t0 = std::chrono::steady_clock::now();
       const std::span<const int64_t> chunk(order.data() + b * config.batch,
                                            static_cast<size_t>(config.batch));
-      make_batch<float>(*train_set, chunk, norm, aug, augment, config.seed,
-                        static_cast<uint64_t>(state.step), images.data(), labels.data());
-      WREN_RETURN_IF_ERROR(ex.set_input("image", images));
-      WREN_RETURN_IF_ERROR(ex.set_labels("label", labels));
+      if (batcher) {
+        WREN_RETURN_IF_ERROR(batcher->make_batch(chunk, augment, config.seed,
+                                                 static_cast<uint64_t>(state.step),
+                                                 device_images, device_labels));
+      } else {
+        make_batch<float>(*train_set, chunk, norm, aug, augment, config.seed,
+                          static_cast<uint64_t>(state.step), images.data(), labels.data());
+        WREN_RETURN_IF_ERROR(ex.set_input("image", images));
+        WREN_RETURN_IF_ERROR(ex.set_labels("label", labels));
+      }
       WREN_RETURN_IF_ERROR(ex.forward(Mode::kTrain));
       const float loss = ex.loss();
       if (!std::isfinite(loss)) {
@@ -628,16 +699,24 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
       }
       WREN_RETURN_IF_ERROR(ex.backward());
       const double lr = schedule->lr(state.step);
-      WREN_RETURN_IF_ERROR(optimizer->step(std::span<float>(ex.params().data,
-                                                            static_cast<size_t>(
-                                                                ex.params().numel())),
-                                           std::span<const float>(
-                                               ex.grads().data,
-                                               static_cast<size_t>(ex.grads().numel())),
-                                           lr));
-      // Training accuracy from this step's logits (before the update; cheap, on the host).
-      score_logits(ex.download(ex.value(*logits)), train_set->num_classes, labels, config.batch,
-                   batch_score);
+      if (dev_opt) {
+        WREN_RETURN_IF_ERROR(dev_opt->step(ex.params().data, ex.grads().data, lr));
+      } else {
+        WREN_RETURN_IF_ERROR(optimizer->step(
+            std::span<float>(ex.params().data, static_cast<size_t>(ex.params().numel())),
+            std::span<const float>(ex.grads().data, static_cast<size_t>(ex.grads().numel())),
+            lr));
+      }
+      // Training accuracy from this step's logits (computed before the update).
+      if (batcher) {
+        auto right = batcher->count_correct(config.batch, train_set->num_classes,
+                                            ex.value(*logits).data, device_labels);
+        if (!right) return right.error();
+        batch_score.accuracy += static_cast<double>(*right);
+      } else {
+        score_logits(ex.download(ex.value(*logits)), train_set->num_classes, labels,
+                     config.batch, batch_score);
+      }
       loss_sum += loss;
       seen += config.batch;
       ++state.step;
@@ -655,7 +734,8 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
                  {"images_per_s", trained_images / std::max(train_seconds, 1e-9)},
                  {"time_s", std::chrono::duration<double>(std::chrono::steady_clock::now() -
                                                           start).count()}};
-        if (config.optimizer.clip_norm > 0) rec["grad_norm"] = optimizer->last_grad_norm();
+        if (config.optimizer.clip_norm > 0)
+          rec["grad_norm"] = dev_opt ? dev_opt->last_grad_norm() : optimizer->last_grad_norm();
         WREN_RETURN_IF_ERROR(metrics.write(rec));
       }
     }
@@ -665,8 +745,7 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
       progress.finish();
       state.epoch = epoch;
       if (config.write_checkpoints) {
-        WREN_RETURN_IF_ERROR(save_checkpoint(result.out_dir + "/last.safetensors", ex,
-                                             *optimizer, state, info));
+        WREN_RETURN_IF_ERROR(save(result.out_dir + "/last.safetensors"));
       }
       std::fprintf(log, "stopped at step %lld of %lld; continue with --resume %s/last.safetensors\n",
                    static_cast<long long>(state.step), static_cast<long long>(total_steps),
@@ -742,11 +821,9 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
     if (rec.val) result.best_val_accuracy = std::max(result.best_val_accuracy, score);
     state.best_val_accuracy = result.best_val_accuracy;
     if (config.write_checkpoints) {
-      WREN_RETURN_IF_ERROR(save_checkpoint(result.out_dir + "/last.safetensors", ex, *optimizer,
-                                           state, info));
+      WREN_RETURN_IF_ERROR(save(result.out_dir + "/last.safetensors"));
       if (best) {
-        WREN_RETURN_IF_ERROR(save_checkpoint(result.out_dir + "/best.safetensors", ex,
-                                             *optimizer, state, info));
+        WREN_RETURN_IF_ERROR(save(result.out_dir + "/best.safetensors"));
       }
     }
     result.epochs.push_back(rec);

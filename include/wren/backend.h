@@ -11,16 +11,59 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
+#include <string>
+#include <vector>
 
+#include "wren/data.h"
+#include "wren/error.h"
+#include "wren/math_mode.h"
 #include "wren/ops/batch_norm.h"
 #include "wren/ops/conv2d.h"
 #include "wren/ops/linear.h"
 #include "wren/ops/pool.h"
 #include "wren/ops/softmax_ce.h"
+#include "wren/optimizer.h"
 #include "wren/rng.h"
 #include "wren/tensor.h"
 
 namespace wren {
+
+// The optimizer of a device whose parameters live in device memory (cuda, emu): the fused
+// optimizer kernel (kernels/optim.h) with its state buffers in device memory. The cpu device
+// has none: wren::Optimizer updates host memory directly. The host-side wren::Optimizer of a
+// run stays the owner of the configuration and of the checkpointed state: download_state()
+// copies the device state into it before a checkpoint, upload_state() after a resume.
+class DeviceOptimizer {
+ public:
+  virtual ~DeviceOptimizer() = default;
+  // One step on device buffers [param_count] at lr (the scheduler's lr_t). Errors as
+  // wren::Optimizer::step: nothing is updated and the step count stays.
+  virtual Status step(float* params, const float* grads, double lr) = 0;
+  virtual int64_t step_count() = 0;
+  // ‖grad‖₂ of the last step when clipping is on, NaN otherwise.
+  virtual double last_grad_norm() = 0;
+  // Copies state buffers and step count between the device and `host` (same config).
+  virtual void download_state(Optimizer<float>& host) = 0;
+  virtual void upload_state(const Optimizer<float>& host) = 0;
+};
+
+// The data path on a kernel device (cuda, emu): a dataset held in device memory once, as its
+// uint8 pixels, and each batch gathered, augmented and normalized there by kernels/data.h,
+// bit-identical to wren::make_batch<float>. Only the batch's sample indices travel per step.
+class DeviceBatcher {
+ public:
+  virtual ~DeviceBatcher() = default;
+  // images [n, C, H, W] and labels [n] (device memory, e.g. the executor's input and labels)
+  // from `sample_indices` (n <= the batcher's max batch), as make_batch<float> with the
+  // batcher's normalization and augmentation config.
+  virtual Status make_batch(std::span<const int64_t> sample_indices, bool augment, uint64_t seed,
+                            uint64_t step, float* images, int32_t* labels) = 0;
+  // The number of the first `rows` rows of device logits [.., classes] whose argmax (first
+  // maximum wins) equals the device label.
+  virtual Expected<int64_t> count_correct(int rows, int classes, const float* logits,
+                                          const int32_t* labels) = 0;
+};
 
 template <class T>
 class Backend {
@@ -34,6 +77,32 @@ class Backend {
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
   virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
   virtual void fill_zero(void* dst, size_t bytes) = 0;
+  // Waits for queued work; a device error (a failed kernel, an emulator fault) as a Status.
+  virtual Status synchronize() { return {}; }
+  // One line naming the device and its settings, for logs ("cpu", "emu (fp32)", ...).
+  virtual std::string describe() const { return to_string(device()); }
+
+  // --- scratch beyond the conv workspace ------------------------------------------------------
+  // Bytes of device scratch an op needs (kernels with multi-block reductions); the executor
+  // plans one region of the largest size, shared by all ops, and binds it once after planning.
+  virtual size_t linear_workspace_bytes(const LinearDims&) const { return 0; }
+  virtual size_t batch_norm_workspace_bytes(const BatchNormDims&) const { return 0; }
+  virtual size_t softmax_ce_workspace_bytes(const SoftmaxCeDims&) const { return 0; }
+  virtual void bind_scratch(void* /*scratch*/, size_t /*bytes*/) {}
+
+  // The fused optimizer for parameters in this device's memory; nullptr on the cpu device.
+  virtual Expected<std::unique_ptr<DeviceOptimizer>> make_optimizer(
+      const OptimizerConfig& /*config*/, const std::vector<ParamSegment>& /*segments*/,
+      int64_t /*param_count*/) {
+    return std::unique_ptr<DeviceOptimizer>();
+  }
+  // The dataset uploaded once for batches of up to `max_batch`; nullptr on the cpu device
+  // (make_batch runs on the host there).
+  virtual Expected<std::unique_ptr<DeviceBatcher>> make_batcher(
+      const Dataset& /*dataset*/, const Normalization& /*normalization*/,
+      const AugmentConfig& /*augment*/, int /*max_batch*/) {
+    return std::unique_ptr<DeviceBatcher>();
+  }
 
   // --- ops ------------------------------------------------------------------------------------
   virtual size_t conv2d_workspace_elems(const Conv2dDims& d) const = 0;
@@ -98,5 +167,17 @@ class Backend {
 // The CPU reference device (host/cpu_backend.cpp), for T = float or double.
 template <class T>
 std::unique_ptr<Backend<T>> make_cpu_backend();
+
+const char* to_string(MathMode mode);  // "fp32", "tf32"
+
+struct BackendOptions {
+  Device device = Device::kCpu;
+  MathMode math = MathMode::kFp32;  // cuda and emu only
+};
+
+// A float backend for any device (host/device.cpp): kUnavailable naming what is missing when
+// this build or this machine cannot provide it (no CUDA toolkit at build time, no GPU, no
+// emulator), not a crash.
+Expected<std::unique_ptr<Backend<float>>> make_backend(const BackendOptions& options);
 
 }  // namespace wren

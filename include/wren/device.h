@@ -9,6 +9,9 @@ namespace wren {
 // True when Wren was built with the CUDA backend (a toolkit was found at configure time).
 bool built_with_cuda();
 
+// True when Wren was built with the SIMT emulator (the emu device).
+bool built_with_emu();
+
 // Number of CUDA devices the runtime sees (0 without a driver, a GPU, or the CUDA build).
 int cuda_device_count();
 

@@ -21,6 +21,7 @@
 #include "wren/data.h"
 #include "wren/error.h"
 #include "wren/executor.h"
+#include "wren/models.h"
 #include "wren/optimizer.h"
 #include "wren/schedule.h"
 
@@ -33,7 +34,8 @@ struct TrainConfig {
   // Model: a zoo name (wren::model_names()) or the path of a model file (docs/MODEL_FORMAT.md).
   std::string model = "ref-cnn";
   std::string data_dir = kDefaultDataDir;
-  std::string device = "auto";  // auto | cpu
+  std::string device = "auto";  // auto | cpu | cuda | emu
+  std::string math = "fp32";    // cuda and emu: fp32 | tf32 (wren/math_mode.h)
   double epochs = 5.0;          // used when steps == 0
   int64_t steps = 0;            // > 0: total optimizer steps (overrides epochs)
   int batch = 128;
@@ -66,6 +68,9 @@ struct TrainConfig {
   bool progress = true;                     // progress bar on stderr
   bool write_checkpoints = true;
 };
+
+// What --model accepts: a zoo name or a model file, built for `input`.
+Expected<Graph> load_model(const std::string& model, const ModelInput& input);
 
 // The JSON form written to <out>/config.json and into checkpoints; from_json reads it back.
 std::string config_to_json(const TrainConfig& config);
