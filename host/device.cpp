@@ -67,6 +67,12 @@ Expected<std::unique_ptr<Backend<float>>> make_backend(const BackendOptions& opt
             "--device cuda: no CUDA device is visible (no GPU, no driver, or "
             "CUDA_VISIBLE_DEVICES hides it); use --device auto to fall back to the CPU, or "
             "--device emu to run the kernels in the emulator");
+      // The kernels are compiled for sm_80 and sm_90 (mma.sync TF32, cp.async): an older GPU
+      // would fail at its first launch.
+      if (const int cc = kernels::compute_capability(0); cc < 80)
+        return unavailable("--device cuda: " + cuda_device_name() +
+                           " is older than sm_80; Wren's kernels are built for sm_80 and sm_90 "
+                           "(A100, H100 and newer)");
       return cuda_kernels::make_kernel_backend(options.math);
 #else
       return unavailable(

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
+#include <functional>
 #include <limits>
 
 namespace wren {
@@ -36,7 +38,12 @@ Expected<std::unique_ptr<Executor<T>>> Executor<T>::create(const Graph& graph,
   if (!graph.status().ok()) return graph.status().error().with_context("the graph has an error");
   if (!backend) return invalid_argument("executor: no backend given");
   std::unique_ptr<Executor> ex(new Executor(graph, std::move(backend), options));
-  if (Status s = ex->plan(); !s.ok()) return s.error();
+  try {
+    if (Status s = ex->plan(); !s.ok()) return s.error();
+  } catch (const std::exception& e) {  // a kernel's workspace query refusing the sizes
+    return invalid_argument(std::string("executor: planning on ") +
+                            to_string(ex->backend().device()) + ": " + e.what());
+  }
   ex->init_params();
   return ex;
 }
@@ -410,26 +417,55 @@ Status Executor<T>::check_labels() {
 }
 
 template <class T>
-Status Executor<T>::forward(Mode mode) {
-  if (mode == Mode::kTrain) {
-    // Batch statistics need two values per channel (PyTorch refuses the same case).
-    for (const Node& n : graph_.nodes()) {
-      if (n.kind != OpKind::kBatchNorm2d) continue;
-      const BatchNormDims d = bn_dims(n);
-      if (int64_t{d.n} * d.h * d.w < 2)
-        return invalid_argument(op_label(n) + ": training needs more than one value per " +
-                                "channel, got input " +
-                                graph_.values()[static_cast<size_t>(n.inputs[0])]
-                                    .shape.with_batch(batch_).str());
-    }
+Status Executor<T>::check_train_shapes() const {
+  // Batch statistics need two values per channel (PyTorch refuses the same case).
+  for (const Node& n : graph_.nodes()) {
+    if (n.kind != OpKind::kBatchNorm2d) continue;
+    const BatchNormDims d = bn_dims(n);
+    if (int64_t{d.n} * d.h * d.w < 2)
+      return invalid_argument(op_label(n) + ": training needs more than one value per " +
+                              "channel, got input " +
+                              graph_.values()[static_cast<size_t>(n.inputs[0])]
+                                  .shape.with_batch(batch_).str());
   }
+  return {};
+}
+
+// A kernel launcher refuses arguments it cannot handle (sizes beyond its limits) with an
+// exception; the executor reports it as a Status like every other error.
+template <class T>
+Status Executor<T>::run_ops(const char* what, const std::function<void()>& ops) {
+  try {
+    ops();
+  } catch (const std::exception& e) {
+    return Error(ErrorCode::kInvalidArgument,
+                 std::string(what) + " on " + to_string(backend_->device()) + ": " + e.what());
+  }
+  return backend_->synchronize();
+}
+
+template <class T>
+Status Executor<T>::forward(Mode mode) {
+  if (mode == Mode::kTrain) WREN_RETURN_IF_ERROR(check_train_shapes());
   WREN_RETURN_IF_ERROR(check_labels());
-  for (size_t i = 0; i < graph_.nodes().size(); ++i) forward_node(static_cast<int>(i), mode);
-  WREN_RETURN_IF_ERROR(backend_->synchronize());
+  WREN_RETURN_IF_ERROR(run_ops("forward", [&] {
+    for (size_t i = 0; i < graph_.nodes().size(); ++i) forward_node(static_cast<int>(i), mode);
+  }));
   if (mode == Mode::kTrain) ++step_;
   last_mode_ = mode;
   forward_done_ = true;
   return {};
+}
+
+template <class T>
+void Executor<T>::enqueue_train_step() {
+  for (size_t i = 0; i < graph_.nodes().size(); ++i)
+    forward_node(static_cast<int>(i), Mode::kTrain);
+  last_mode_ = Mode::kTrain;
+  forward_done_ = true;
+  std::fill(grad_written_.begin(), grad_written_.end(), false);
+  for (size_t i = graph_.nodes().size(); i-- > 0;)
+    if (contributes_[i]) backward_node(static_cast<int>(i));
 }
 
 template <class T>
@@ -533,9 +569,10 @@ Status Executor<T>::backward() {
   if (!graph_.loss().valid()) return invalid_argument("backward: the graph has no loss op");
   if (!forward_done_) return invalid_argument("backward: run forward() first");
   std::fill(grad_written_.begin(), grad_written_.end(), false);
-  for (size_t i = graph_.nodes().size(); i-- > 0;)
-    if (contributes_[i]) backward_node(static_cast<int>(i));
-  return backend_->synchronize();
+  return run_ops("backward", [&] {
+    for (size_t i = graph_.nodes().size(); i-- > 0;)
+      if (contributes_[i]) backward_node(static_cast<int>(i));
+  });
 }
 
 template <class T>

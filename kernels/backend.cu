@@ -7,6 +7,7 @@
 // fault of a kernel is recorded with its kernel, block and thread: emu::take_error()).
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -144,7 +145,9 @@ class KernelOptimizer final : public DeviceOptimizer {
       return Error(ErrorCode::kUnavailable,
                    std::string("optimizer: out of ") + to_string(kDevice) +
                        " memory for the optimizer state (" +
-                       std::to_string((2 * bytes) >> 20) + " MiB)");
+                       std::to_string(((m_ || v_ || fused_.kind != FusedOptimKind::kSgd ? 2 : 1) *
+                                       bytes) >> 20) +
+                       " MiB)");
     if (!host_segments_.empty())
       memory_.upload(segments_, host_segments_.data(), host_segments_.size() * sizeof(FusedSegment));
     FusedOptimScalars s{};
@@ -155,12 +158,20 @@ class KernelOptimizer final : public DeviceOptimizer {
   }
 
   Status step(float* params, const float* grads, double lr) override {
-    const int64_t t = step_count() + 1;
-    const std::string where = "optimizer step " + std::to_string(t);
+    WREN_RETURN_IF_ERROR(set_lr(lr));
+    enqueue_step(params, grads);
+    return finish_step();
+  }
+
+  Status set_lr(double lr) override {
     if (!(std::isfinite(lr) && lr >= 0.0))
-      return invalid_argument(where + ": the learning rate must be finite and >= 0, got " +
+      return invalid_argument(where() + ": the learning rate must be finite and >= 0, got " +
                               std::to_string(lr));
     memory_.upload(&scalars_->lr, &lr, sizeof(double));
+    return {};
+  }
+
+  void enqueue_step(float* params, const float* grads) override {
     FusedOptimizerArgs args;
     args.params = params;
     args.grads = grads;
@@ -174,6 +185,10 @@ class KernelOptimizer final : public DeviceOptimizer {
     args.workspace = workspace_;
     args.config = fused_;
     fused_optimizer_step(args, memory_.stream());
+  }
+
+  Status finish_step() override {
+    const std::string at = where();
     if (std::string e = memory_.synchronize(); !e.empty()) return device_error(e);
     FusedOptimScalars s{};
     memory_.download(&s, scalars_, sizeof(s));
@@ -183,22 +198,16 @@ class KernelOptimizer final : public DeviceOptimizer {
       case 0: return {};
       case kFusedStatusBadNorm:
         return Error(ErrorCode::kNumericError,
-                     where + ": the gradient norm is " + std::to_string(s.grad_norm) +
+                     at + ": the gradient norm is " + std::to_string(s.grad_norm) +
                          " (a non-finite gradient); the step was not applied");
       default:
-        return invalid_argument(where + ": rejected by the device (status " +
+        return invalid_argument(at + ": rejected by the device (status " +
                                 std::to_string(s.status) + ")");
     }
   }
 
-  int64_t step_count() override {
-    if (step_count_ < 0) {
-      FusedOptimScalars s{};
-      memory_.download(&s, scalars_, sizeof(s));
-      step_count_ = s.step_count;
-    }
-    return step_count_;
-  }
+  // Completed steps, as the device counted them after the last finish_step (or upload_state).
+  int64_t step_count() override { return step_count_; }
   double last_grad_norm() override { return last_norm_; }
 
   void download_state(Optimizer<float>& host) override {
@@ -232,6 +241,8 @@ class KernelOptimizer final : public DeviceOptimizer {
     owned_.push_back(p);
     return p;
   }
+  // "optimizer step t" of the step being made (the device counts the completed ones).
+  std::string where() { return "optimizer step " + std::to_string(step_count_ + 1); }
   float* buffer(const std::string& name) {
     if (name == "momentum") return momentum_;
     if (name == "m") return m_;
@@ -350,6 +361,13 @@ class KernelBatcher final : public DeviceBatcher {
 class KernelBackend final : public Backend<float> {
  public:
   explicit KernelBackend(MathMode math) : math_(math) {}
+  ~KernelBackend() override {
+#if defined(__CUDACC__)
+    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+#endif
+  }
+  KernelBackend(const KernelBackend&) = delete;
+  KernelBackend& operator=(const KernelBackend&) = delete;
 
   Device device() const override { return kDevice; }
   std::string describe() const override {
@@ -382,6 +400,57 @@ class KernelBackend final : public Backend<float> {
   void bind_scratch(void* scratch, size_t bytes) override {
     scratch_ = scratch;
     scratch_bytes_ = bytes;
+  }
+
+  bool can_capture() const override { return true; }
+  Status capture_step(std::function<void()> body) override {
+#if defined(__CUDACC__)
+    if (graph_exec_) {
+      cudaGraphExecDestroy(graph_exec_);
+      graph_exec_ = nullptr;
+    }
+    if (memory_.stream() == nullptr)
+      return unavailable("step capture needs a CUDA stream, and creating one failed");
+    cudaStream_t stream = static_cast<cudaStream_t>(memory_.stream());
+    // Relaxed: a launcher may query or set function attributes while capturing.
+    cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed);
+    if (e != cudaSuccess) return device_error("cudaStreamBeginCapture: " + cuda_message(e));
+    try {
+      body();
+    } catch (...) {
+      cudaGraph_t broken = nullptr;
+      cudaStreamEndCapture(stream, &broken);
+      if (broken) cudaGraphDestroy(broken);
+      cudaGetLastError();
+      throw;
+    }
+    cudaGraph_t graph = nullptr;
+    e = cudaStreamEndCapture(stream, &graph);
+    if (e != cudaSuccess) return device_error("capturing the training step: " + cuda_message(e));
+    e = cudaGraphInstantiateWithFlags(&graph_exec_, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+      graph_exec_ = nullptr;
+      return device_error("cudaGraphInstantiate: " + cuda_message(e));
+    }
+    return {};
+#else
+    captured_ = std::move(body);
+    return {};
+#endif
+  }
+  Status replay_step() override {
+#if defined(__CUDACC__)
+    if (!graph_exec_) return unavailable("no captured step");
+    const cudaError_t e =
+        cudaGraphLaunch(graph_exec_, static_cast<cudaStream_t>(memory_.stream()));
+    if (e != cudaSuccess) return device_error("cudaGraphLaunch: " + cuda_message(e));
+    return {};
+#else
+    if (!captured_) return unavailable("no captured step");
+    captured_();
+    return {};
+#endif
   }
 
   Expected<std::unique_ptr<DeviceOptimizer>> make_optimizer(
@@ -550,6 +619,11 @@ class KernelBackend final : public Backend<float> {
 
   MathMode math_;
   Memory memory_;
+#if defined(__CUDACC__)
+  cudaGraphExec_t graph_exec_ = nullptr;
+#else
+  std::function<void()> captured_;
+#endif
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
 };

@@ -9,6 +9,9 @@ namespace wren::kernels {
 // cudaGetDeviceCount, with any error (no driver, no device) read as 0.
 int device_count();
 
+// Compute capability of device `index` as major·10 + minor (80 for sm_80), 0 if none.
+int compute_capability(int index);
+
 // Name and compute capability of device `index`, or "" if it does not exist.
 std::string device_name(int index);
 

@@ -13,6 +13,12 @@ int device_count() {
   return count;
 }
 
+int compute_capability(int index) {
+  cudaDeviceProp prop{};
+  if (index >= device_count() || cudaGetDeviceProperties(&prop, index) != cudaSuccess) return 0;
+  return prop.major * 10 + prop.minor;
+}
+
 std::string device_name(int index) {
   cudaDeviceProp prop{};
   if (index >= device_count() || cudaGetDeviceProperties(&prop, index) != cudaSuccess) return {};

@@ -239,6 +239,29 @@ TEST_F(TrainTest, TheEmulatorTrainsLikeTheCpu) {
   EXPECT_DOUBLE_EQ(emu->final_test->accuracy, cpu->final_test->accuracy);
 }
 
+// --cuda-graph on (the default) replays a recorded step; on emu the recording re-runs the
+// enqueue-only path (no label check, no waits, LR from device memory). It must give exactly
+// the op-by-op run.
+TEST_F(TrainTest, OnTheEmulatorTheRecordedStepEqualsTheOpByOpStep) {
+  if (!built_with_emu()) GTEST_SKIP() << "this build has no emulator";
+  TrainConfig c = small_config("recorded");
+  c.epochs = 1;
+  c.device = "emu";
+  c.cuda_graph = true;
+  auto recorded = train(c, quiet_log());
+  ASSERT_TRUE(recorded) << recorded.error().message();
+  c.out_dir = (root_ / "op_by_op").string();
+  c.cuda_graph = false;
+  auto op_by_op = train(c, quiet_log());
+  ASSERT_TRUE(op_by_op) << op_by_op.error().message();
+  const std::vector<float> a = weights((root_ / "recorded" / "last.safetensors").string());
+  const std::vector<float> b = weights((root_ / "op_by_op" / "last.safetensors").string());
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+  EXPECT_EQ(recorded->epochs[0].train_loss, op_by_op->epochs[0].train_loss);
+}
+
 TEST_F(TrainTest, SameSeedSameWeights) {
   TrainConfig a = small_config("a"), b = small_config("b");
   a.epochs = b.epochs = 1;

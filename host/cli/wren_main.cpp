@@ -81,6 +81,11 @@ void add_train_flags(CLI::App* app, TrainFlags& f, bool sweep) {
                   "10-bit mantissa inputs)")
       ->check(CLI::IsMember({"fp32", "tf32"}))
       ->capture_default_str();
+  app->add_option_function<std::string>(
+         "--cuda-graph", [&c](const std::string& v) { c.cuda_graph = v == "on"; },
+         "cuda/emu: replay forward, backward and optimizer from one recorded CUDA graph per "
+         "step (on, the default; models with dropout always run op by op) | off")
+      ->check(CLI::IsMember({"on", "off"}));
   app->add_option("--epochs", c.epochs, "training epochs (fractions allowed)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -336,8 +341,9 @@ struct CheckFlags {
 int run_check(const CheckFlags& f) {
   wren::CheckOptions o = f.options;
   if (f.device == "auto") {
-    o.device = wren::built_with_cuda() && wren::cuda_device_count() > 0 ? wren::Device::kCuda
-                                                                         : wren::Device::kEmu;
+    o.device = wren::make_backend(wren::BackendOptions{.device = wren::Device::kCuda}).ok()
+                   ? wren::Device::kCuda
+                   : wren::Device::kEmu;
     std::fprintf(stderr, "wren check: device %s\n", wren::to_string(o.device));
   } else {
     o.device = f.device == "cuda" ? wren::Device::kCuda : wren::Device::kEmu;

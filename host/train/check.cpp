@@ -76,6 +76,7 @@ const char* to_string(CheckTensorKind kind) {
     case CheckTensorKind::kParamAfterStep: return "param after step";
     case CheckTensorKind::kOptimizerState: return "optim state";
     case CheckTensorKind::kLoss: return "loss";
+    case CheckTensorKind::kBuffer: return "buffer";
   }
   return "?";
 }
@@ -153,6 +154,13 @@ Expected<CheckReport> run_check(const CheckOptions& o) {
                                   n.name, to_string(n.kind), cpu.download(cpu.value(v)),
                                   dev.download(dev.value(v)), tol));
   }
+
+  const std::vector<float> cpu_buffers = cpu.download(cpu.buffers());
+  const std::vector<float> dev_buffers = dev.download(dev.buffers());
+  for (const BufferInfo& b : g.buffers())
+    report.rows.push_back(compare(CheckTensorKind::kBuffer, b.name, "",
+                                  slice(cpu_buffers, b.offset, b.shape.numel()),
+                                  slice(dev_buffers, b.offset, b.shape.numel()), tol));
 
   // Backward: activation gradients in backward order, then parameter gradients.
   WREN_RETURN_IF_ERROR(cpu.backward());

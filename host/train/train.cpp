@@ -171,15 +171,17 @@ Expected<std::unique_ptr<Backend<float>>> make_train_backend(const std::string& 
   } else if (device == "emu") {
     options.device = Device::kEmu;
   } else if (device == "auto") {
-    if (built_with_cuda() && cuda_device_count() > 0) {
-      options.device = Device::kCuda;
+    options.device = Device::kCuda;
+    auto gpu = make_backend(options);
+    if (gpu) {
       std::fprintf(log, "note: training on the GPU %s\n", cuda_device_name().c_str());
-    } else {
-      options.device = Device::kCpu;
-      std::fprintf(log, "note: %s; training on the CPU\n",
-                   built_with_cuda() ? "no CUDA device is visible"
-                                     : "this build has no CUDA backend");
+      return gpu;
     }
+    options.device = Device::kCpu;
+    std::fprintf(log, "note: %s; training on the CPU\n",
+                 !built_with_cuda()          ? "this build has no CUDA backend"
+                 : cuda_device_count() == 0 ? "no CUDA device is visible"
+                                            : gpu.error().message().c_str());
   } else {
     return invalid_argument("--device " + device + ": expected auto, cpu, cuda or emu");
   }
@@ -311,6 +313,7 @@ std::string config_to_json(const TrainConfig& c) {
          {"data_dir", c.data_dir},
          {"device", c.device},
          {"math", c.math},
+         {"cuda_graph", c.cuda_graph},
          {"epochs", c.epochs},
          {"steps", c.steps},
          {"batch", c.batch},
@@ -343,6 +346,7 @@ Expected<TrainConfig> config_from_json(const std::string& text) {
     get(j, "data_dir", c.data_dir);
     get(j, "device", c.device);
     get(j, "math", c.math);
+    get(j, "cuda_graph", c.cuda_graph);
     get(j, "epochs", c.epochs);
     get(j, "steps", c.steps);
     get(j, "batch", c.batch);
@@ -580,6 +584,33 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
     if (dev_opt) dev_opt->upload_state(*optimizer);
   }
 
+  // On cuda and emu the training set is held in device memory and batches are made there
+  // (bit-identical to make_batch<float>); on the cpu they are made on the host.
+  auto batcher_made = ex.backend().make_batcher(*train_set, norm, aug, config.batch);
+  if (!batcher_made) return batcher_made.error();
+  DeviceBatcher* batcher = batcher_made->get();
+  float* device_images = nullptr;
+  int32_t* device_labels = nullptr;
+  if (batcher) {
+    auto in = ex.input("image");
+    if (!in) return in.error();
+    auto lab = ex.labels("label");
+    if (!lab) return lab.error();
+    device_images = in->data;
+    device_labels = lab->data;
+  }
+  // Step capture (CUDA graphs): forward, backward and the optimizer recorded once and replayed
+  // each step; the host only uploads the LR and makes the batch. Needs the device optimizer
+  // and batcher, and no dropout (its step number would be frozen into the recording).
+  bool has_dropout = false;
+  for (const Node& n : graph->nodes()) has_dropout = has_dropout || n.kind == OpKind::kDropout;
+  const bool use_capture = config.cuda_graph && dev_opt && batcher && ex.backend().can_capture() &&
+                           !has_dropout;
+  if (config.cuda_graph && dev_opt && has_dropout)
+    std::fprintf(log, "note: the model has dropout: the step is launched op by op, not replayed "
+                      "from a CUDA graph\n");
+  bool captured = false;
+
   // --- run directory ---------------------------------------------------------------------------
   TrainResult result;
   result.out_dir = config.out_dir.empty() ? timestamp_dir() : config.out_dir;
@@ -615,6 +646,7 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
   // Checkpoints read the optimizer state from `optimizer` (host memory): a device run copies its
   // state there first.
   auto save = [&](const std::string& path) -> Status {
+    WREN_RETURN_IF_ERROR(ex.backend().synchronize());  // a device fault never reaches a file
     if (dev_opt) dev_opt->download_state(*optimizer);
     return save_checkpoint(path, ex, *optimizer, state, info);
   };
@@ -630,21 +662,6 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
   std::fprintf(log, "run directory: %s\n", result.out_dir.c_str());
 
   // --- the loop --------------------------------------------------------------------------------
-  // On cuda and emu the training set is held in device memory and batches are made there
-  // (bit-identical to make_batch<float>); on the cpu they are made on the host.
-  auto batcher_made = ex.backend().make_batcher(*train_set, norm, aug, config.batch);
-  if (!batcher_made) return batcher_made.error();
-  DeviceBatcher* batcher = batcher_made->get();
-  float* device_images = nullptr;
-  int32_t* device_labels = nullptr;
-  if (batcher) {
-    auto in = ex.input("image");
-    if (!in) return in.error();
-    auto lab = ex.labels("label");
-    if (!lab) return lab.error();
-    device_images = in->data;
-    device_labels = lab->data;
-  }
   std::vector<float> images(batcher ? 0 : static_cast<size_t>(config.batch * train_set->image_size()));
   std::vector<int32_t> labels(batcher ? 0 : static_cast<size_t>(config.batch));
   auto logits = logits_value(*graph);
@@ -685,7 +702,22 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
         WREN_RETURN_IF_ERROR(ex.set_input("image", images));
         WREN_RETURN_IF_ERROR(ex.set_labels("label", labels));
       }
-      WREN_RETURN_IF_ERROR(ex.forward(Mode::kTrain));
+      const double lr = schedule->lr(state.step);
+      if (use_capture) {
+        if (!captured) {
+          WREN_RETURN_IF_ERROR(ex.check_train_shapes());
+          WREN_RETURN_IF_ERROR(ex.backend().capture_step([&ex, dev_opt] {
+            ex.enqueue_train_step();
+            dev_opt->enqueue_step(ex.params().data, ex.grads().data);
+          }));
+          captured = true;
+        }
+        WREN_RETURN_IF_ERROR(dev_opt->set_lr(lr));
+        WREN_RETURN_IF_ERROR(ex.backend().replay_step());
+        ex.set_step(ex.step() + 1);
+      } else {
+        WREN_RETURN_IF_ERROR(ex.forward(Mode::kTrain));
+      }
       const float loss = ex.loss();
       if (!std::isfinite(loss)) {
         progress.finish();
@@ -697,11 +729,13 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
                          first_non_finite_op(ex) + ". The last good checkpoint is " +
                          result.out_dir + "/last.safetensors; try a lower --lr or --clip-norm");
       }
-      WREN_RETURN_IF_ERROR(ex.backward());
-      const double lr = schedule->lr(state.step);
-      if (dev_opt) {
+      if (use_capture) {
+        WREN_RETURN_IF_ERROR(dev_opt->finish_step());
+      } else if (dev_opt) {
+        WREN_RETURN_IF_ERROR(ex.backward());
         WREN_RETURN_IF_ERROR(dev_opt->step(ex.params().data, ex.grads().data, lr));
       } else {
+        WREN_RETURN_IF_ERROR(ex.backward());
         WREN_RETURN_IF_ERROR(optimizer->step(
             std::span<float>(ex.params().data, static_cast<size_t>(ex.params().numel())),
             std::span<const float>(ex.grads().data, static_cast<size_t>(ex.grads().numel())),

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -43,6 +44,12 @@ class DeviceOptimizer {
   virtual int64_t step_count() = 0;
   // ‖grad‖₂ of the last step when clipping is on, NaN otherwise.
   virtual double last_grad_norm() = 0;
+  // The step in three parts, for step capture (CUDA graphs): set_lr uploads lr_t (outside
+  // the captured work), enqueue_step enqueues the update without waiting (inside it),
+  // finish_step waits and reads the outcome (outside). step() is the three in a row.
+  virtual Status set_lr(double lr) = 0;
+  virtual void enqueue_step(float* params, const float* grads) = 0;
+  virtual Status finish_step() = 0;
   // Copies state buffers and step count between the device and `host` (same config).
   virtual void download_state(Optimizer<float>& host) = 0;
   virtual void upload_state(const Optimizer<float>& host) = 0;
@@ -89,6 +96,19 @@ class Backend {
   virtual size_t batch_norm_workspace_bytes(const BatchNormDims&) const { return 0; }
   virtual size_t softmax_ce_workspace_bytes(const SoftmaxCeDims&) const { return 0; }
   virtual void bind_scratch(void* /*scratch*/, size_t /*bytes*/) {}
+
+  // --- step capture (CUDA graphs) ----------------------------------------------------------
+  // capture_step runs `body` once while recording the work it enqueues; replay_step runs the
+  // recording again. cuda: stream capture into a CUDA graph, replayed with one
+  // cudaGraphLaunch (the host then launches nothing per step). emu: the recording is `body`
+  // itself, run again at each replay, so the emulator exercises the same enqueue-only path.
+  // `body` must not wait for the device or copy between host and device. The cpu device
+  // cannot capture.
+  virtual bool can_capture() const { return false; }
+  virtual Status capture_step(std::function<void()> /*body*/) {
+    return unavailable("step capture needs a kernel device (cuda or emu)");
+  }
+  virtual Status replay_step() { return unavailable("no captured step"); }
 
   // The fused optimizer for parameters in this device's memory; nullptr on the cpu device.
   virtual Expected<std::unique_ptr<DeviceOptimizer>> make_optimizer(

@@ -1,7 +1,8 @@
 // `wren check`: the user-facing CPU-vs-device check. One training step of a model — forward,
 // backward and one optimizer step — runs on a kernel device (cuda or emu) and on the CPU
 // reference from the same initial weights and the same random batch; every tensor of the step
-// is compared: each op's output (activations), each activation gradient, each parameter
+// is compared: each op's output (activations), each buffer after the forward pass (batch-norm
+// running statistics), each activation gradient, each parameter
 // gradient, each parameter after the step and each optimizer state buffer after the step.
 // The optimizer step is compared from identical inputs: the host optimizer is applied to the
 // device's gradients (see run_check for why).
@@ -38,7 +39,7 @@ struct CheckOptions {
 };
 
 enum class CheckTensorKind { kActivation, kActivationGrad, kParamGrad, kParamAfterStep,
-                             kOptimizerState, kLoss };
+                             kOptimizerState, kLoss, kBuffer };
 const char* to_string(CheckTensorKind kind);
 
 struct CheckRow {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -69,6 +70,12 @@ class Executor {
   // Gradients of the loss w.r.t. every parameter (overwritten, not accumulated), using the
   // mode of the last forward pass.
   Status backward();
+  // forward(kTrain) and backward() enqueued with no host work at all — no label check, no
+  // wait, no step count — for step capture (Backend::capture_step, CUDA graphs). Callers make
+  // sure the labels are valid (the device batcher's come from a validated dataset), run
+  // check_train_shapes() once, and advance step() themselves per replay.
+  void enqueue_train_step();
+  Status check_train_shapes() const;
   // The loss of the last forward pass (downloaded from the device).
   T loss();
 
@@ -94,6 +101,7 @@ class Executor {
   Status plan();
   void init_params();
   Status check_labels();
+  Status run_ops(const char* what, const std::function<void()>& ops);
   void forward_node(int index, Mode mode);
   void backward_node(int index);
   T* act(int value) const;

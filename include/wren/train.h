@@ -36,6 +36,9 @@ struct TrainConfig {
   std::string data_dir = kDefaultDataDir;
   std::string device = "auto";  // auto | cpu | cuda | emu
   std::string math = "fp32";    // cuda and emu: fp32 | tf32 (wren/math_mode.h)
+  // cuda and emu: record forward, backward and optimizer once and replay them each step (a
+  // CUDA graph on cuda; the same enqueue-only path re-run on emu). Off for models with dropout.
+  bool cuda_graph = true;
   double epochs = 5.0;          // used when steps == 0
   int64_t steps = 0;            // > 0: total optimizer steps (overrides epochs)
   int batch = 128;
