@@ -47,13 +47,19 @@ const char* to_string(MathMode mode) {
   return mode == MathMode::kTf32 ? "tf32" : "fp32";
 }
 
+const char* to_string(LinearImpl impl) {
+  return impl == LinearImpl::kCublas ? "cublas" : "wren";
+}
+
 Expected<std::unique_ptr<Backend<float>>> make_backend(const BackendOptions& options) {
   switch (options.device) {
     case Device::kCpu:
+      if (options.linear == LinearImpl::kCublas)
+        return unavailable("--linear cublas: the cpu device runs its linear layers on OpenBLAS");
       return make_cpu_backend<float>();
     case Device::kEmu:
 #if defined(WREN_HAVE_EMU)
-      return emu_kernels::make_kernel_backend(options.math);
+      return emu_kernels::make_kernel_backend(options.math, options.linear);
 #else
       return unavailable(
           "--device emu: this build has no SIMT emulator (the CUDA toolkit's headers were not "
@@ -73,7 +79,7 @@ Expected<std::unique_ptr<Backend<float>>> make_backend(const BackendOptions& opt
         return unavailable("--device cuda: " + cuda_device_name() +
                            " is older than sm_80; Wren's kernels are built for sm_80 and sm_90 "
                            "(A100, H100 and newer)");
-      return cuda_kernels::make_kernel_backend(options.math);
+      return cuda_kernels::make_kernel_backend(options.math, options.linear);
 #else
       return unavailable(
           "--device cuda: this build has no CUDA backend (nvcc was not found when it was "

@@ -14,6 +14,7 @@
 
 #include "batch_norm.h"
 #include "conv.h"
+#include "cublas_linear.h"
 #include "data.h"
 #include "elementwise.h"
 #include "kernel_backend.h"
@@ -371,7 +372,22 @@ class KernelBackend final : public Backend<float> {
 
   Device device() const override { return kDevice; }
   std::string describe() const override {
-    return std::string(to_string(kDevice)) + " (" + to_string(math_) + " matrix products)";
+    return std::string(to_string(kDevice)) + " (" + to_string(math_) + " matrix products" +
+           (cublas_ ? ", linear on cuBLAS" : "") + ")";
+  }
+
+  Status use_linear(LinearImpl linear) {
+    if (linear == LinearImpl::kWren) return {};
+#if defined(__CUDACC__)
+    cublas_ = std::make_unique<CublasLinear>();
+    if (std::string e = cublas_->init(static_cast<cudaStream_t>(memory_.stream()), math_);
+        !e.empty())
+      return unavailable("--linear cublas: " + e);
+    return {};
+#else
+    return unavailable("--linear cublas: cuBLAS needs a GPU; the emu device runs Wren's own "
+                       "linear kernel only");
+#endif
   }
 
   void* allocate(size_t bytes) override { return memory_.allocate(bytes); }
@@ -385,6 +401,9 @@ class KernelBackend final : public Backend<float> {
   void fill_zero(void* dst, size_t bytes) override { memory_.fill_zero(dst, bytes); }
   Status synchronize() override {
     if (std::string e = memory_.synchronize(); !e.empty()) return device_error(e);
+#if defined(__CUDACC__)
+    if (cublas_ && !cublas_->error().empty()) return device_error(cublas_->error());
+#endif
     return {};
   }
 
@@ -493,14 +512,23 @@ class KernelBackend final : public Backend<float> {
 
   void linear_forward(const LinearDims& d, const float* x, const float* w, const float* b,
                       float* y) override {
+#if defined(__CUDACC__)
+    if (cublas_) return cublas_->forward(d, x, w, b, y);
+#endif
     WREN_KERNELS_NS::linear_forward(d, math_, x, w, b, y, scratch_, stream());
   }
   void linear_backward_data(const LinearDims& d, const float* dy, const float* w,
                             float* dx) override {
+#if defined(__CUDACC__)
+    if (cublas_) return cublas_->backward_data(d, dy, w, dx);
+#endif
     WREN_KERNELS_NS::linear_backward_data(d, math_, dy, w, dx, scratch_, stream());
   }
   void linear_backward_weights(const LinearDims& d, const float* x, const float* dy, float* dw,
                                float* db) override {
+#if defined(__CUDACC__)
+    if (cublas_) return cublas_->backward_weights(d, x, dy, dw, db);
+#endif
     WREN_KERNELS_NS::linear_backward_weights(d, math_, x, dy, dw, db, scratch_, stream());
   }
 
@@ -621,7 +649,9 @@ class KernelBackend final : public Backend<float> {
   Memory memory_;
 #if defined(__CUDACC__)
   cudaGraphExec_t graph_exec_ = nullptr;
+  std::unique_ptr<CublasLinear> cublas_;  // --linear cublas
 #else
+  static constexpr bool cublas_ = false;
   std::function<void()> captured_;
 #endif
   void* scratch_ = nullptr;
@@ -630,8 +660,10 @@ class KernelBackend final : public Backend<float> {
 
 }  // namespace
 
-std::unique_ptr<Backend<float>> make_kernel_backend(MathMode math) {
-  return std::make_unique<KernelBackend>(math);
+Expected<std::unique_ptr<Backend<float>>> make_kernel_backend(MathMode math, LinearImpl linear) {
+  auto backend = std::make_unique<KernelBackend>(math);
+  WREN_RETURN_IF_ERROR(backend->use_linear(linear));
+  return std::unique_ptr<Backend<float>>(std::move(backend));
 }
 
 }  // namespace wren::WREN_KERNELS_NS

@@ -15,7 +15,8 @@
 
 #define WREN_DECLARE_KERNEL_BACKEND(ns)                                 \
   namespace wren::ns {                                                  \
-  std::unique_ptr<Backend<float>> make_kernel_backend(MathMode math);  \
+  Expected<std::unique_ptr<Backend<float>>> make_kernel_backend(MathMode math,   \
+                                                                LinearImpl linear); \
   }
 
 WREN_DECLARE_KERNEL_BACKEND(cuda_kernels)

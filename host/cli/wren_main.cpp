@@ -81,6 +81,10 @@ void add_train_flags(CLI::App* app, TrainFlags& f, bool sweep) {
                   "10-bit mantissa inputs)")
       ->check(CLI::IsMember({"fp32", "tf32"}))
       ->capture_default_str();
+  app->add_option("--linear", c.linear,
+                  "cuda: the linear layers' GEMM: wren (our kernel) | cublas")
+      ->check(CLI::IsMember({"wren", "cublas"}))
+      ->capture_default_str();
   app->add_option_function<std::string>(
          "--cuda-graph", [&c](const std::string& v) { c.cuda_graph = v == "on"; },
          "cuda/emu: replay forward, backward and optimizer from one recorded CUDA graph per "

@@ -155,8 +155,16 @@ void score_logits(const std::vector<float>& logits, int classes, std::span<const
 // visible, else the CPU, with a one-line note either way.
 Expected<std::unique_ptr<Backend<float>>> make_train_backend(const std::string& device,
                                                              const std::string& math,
+                                                             const std::string& linear,
                                                              std::FILE* log) {
   BackendOptions options;
+  if (linear == "wren") {
+    options.linear = LinearImpl::kWren;
+  } else if (linear == "cublas") {
+    options.linear = LinearImpl::kCublas;
+  } else {
+    return invalid_argument("--linear " + linear + ": expected wren or cublas");
+  }
   if (math == "fp32") {
     options.math = MathMode::kFp32;
   } else if (math == "tf32") {
@@ -178,6 +186,7 @@ Expected<std::unique_ptr<Backend<float>>> make_train_backend(const std::string& 
       return gpu;
     }
     options.device = Device::kCpu;
+    options.linear = LinearImpl::kWren;  // OpenBLAS on the cpu device
     std::fprintf(log, "note: %s; training on the CPU\n",
                  !built_with_cuda()          ? "this build has no CUDA backend"
                  : cuda_device_count() == 0 ? "no CUDA device is visible"
@@ -314,6 +323,7 @@ std::string config_to_json(const TrainConfig& c) {
          {"device", c.device},
          {"math", c.math},
          {"cuda_graph", c.cuda_graph},
+         {"linear", c.linear},
          {"epochs", c.epochs},
          {"steps", c.steps},
          {"batch", c.batch},
@@ -347,6 +357,7 @@ Expected<TrainConfig> config_from_json(const std::string& text) {
     get(j, "device", c.device);
     get(j, "math", c.math);
     get(j, "cuda_graph", c.cuda_graph);
+    get(j, "linear", c.linear);
     get(j, "epochs", c.epochs);
     get(j, "steps", c.steps);
     get(j, "batch", c.batch);
@@ -497,7 +508,7 @@ std::string format_confusion(const EvalResult& r) {
 
 Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
   // --- device ----------------------------------------------------------------------------------
-  auto backend = make_train_backend(config.device, config.math, log);
+  auto backend = make_train_backend(config.device, config.math, config.linear, log);
   if (!backend) return backend.error();
   if (config.batch <= 0) return invalid_argument("--batch must be positive");
 

@@ -190,9 +190,15 @@ std::unique_ptr<Backend<T>> make_cpu_backend();
 
 const char* to_string(MathMode mode);  // "fp32", "tf32"
 
+// Which GEMM runs the linear layers on the cuda device: Wren's kernel (kernels/linear.cu, also
+// in the emulator) or cuBLAS (kernels/cublas_linear.cu; cuda only).
+enum class LinearImpl { kWren, kCublas };
+const char* to_string(LinearImpl impl);  // "wren", "cublas"
+
 struct BackendOptions {
   Device device = Device::kCpu;
-  MathMode math = MathMode::kFp32;  // cuda and emu only
+  MathMode math = MathMode::kFp32;          // cuda and emu only
+  LinearImpl linear = LinearImpl::kWren;    // cuda only (emu and cpu refuse kCublas)
 };
 
 // A float backend for any device (host/device.cpp): kUnavailable naming what is missing when

@@ -39,6 +39,7 @@ struct TrainConfig {
   // cuda and emu: record forward, backward and optimizer once and replay them each step (a
   // CUDA graph on cuda; the same enqueue-only path re-run on emu). Off for models with dropout.
   bool cuda_graph = true;
+  std::string linear = "wren";  // cuda: wren | cublas (the linear layers' GEMM)
   double epochs = 5.0;          // used when steps == 0
   int64_t steps = 0;            // > 0: total optimizer steps (overrides epochs)
   int batch = 128;

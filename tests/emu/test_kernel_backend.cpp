@@ -220,28 +220,26 @@ TYPED_TEST(BackendOps, Conv2dMatchesDoubleReferenceWithinTheSummationBound) {
   }
 }
 
-TYPED_TEST(BackendOps, LinearMatchesDoubleReferenceWithinTheSummationBound) {
-  Backend<float>& be = *this->be_;
-  Backend<double>& ref = *this->ref_;
+void check_linear(Backend<float>& be, Backend<double>& ref, std::mt19937& rng) {
   for (const LinearDims d : {LinearDims{4, 3136, 10}, LinearDims{5, 37, 13}, LinearDims{1, 1, 1},
                              LinearDims{7, 128, 65}}) {
     const std::string name = "linear " + std::to_string(d.n) + "x" + std::to_string(d.in) +
                              "->" + std::to_string(d.out);
     const size_t nx = size_t(d.n) * d.in, nw = size_t(d.out) * d.in, ny = size_t(d.n) * d.out;
-    const auto x = random_floats(nx, this->rng_), w = random_floats(nw, this->rng_),
-               b = random_floats(size_t(d.out), this->rng_), dy = random_floats(ny, this->rng_);
+    const auto x = random_floats(nx, rng), w = random_floats(nw, rng),
+               b = random_floats(size_t(d.out), rng), dy = random_floats(ny, rng);
     DeviceBuffers dev(be);
     // The scratch the executor would bind for this op.
-    be.bind_scratch(dev.template alloc<uint8_t>(be.linear_workspace_bytes(d)),
+    be.bind_scratch(dev.alloc<uint8_t>(be.linear_workspace_bytes(d)),
                     be.linear_workspace_bytes(d));
     float* xd = dev.put(x);
     float* wd = dev.put(w);
     float* bd = dev.put(b);
     float* dyd = dev.put(dy);
-    float* yd = dev.template alloc<float>(ny);
-    float* dxd = dev.template alloc<float>(nx);
-    float* dwd = dev.template alloc<float>(nw);
-    float* dbd = dev.template alloc<float>(size_t(d.out));
+    float* yd = dev.alloc<float>(ny);
+    float* dxd = dev.alloc<float>(nx);
+    float* dwd = dev.alloc<float>(nw);
+    float* dbd = dev.alloc<float>(size_t(d.out));
     be.linear_forward(d, xd, wd, bd, yd);
     be.linear_backward_data(d, dyd, wd, dxd);
     be.linear_backward_weights(d, xd, dyd, dwd, dbd);
@@ -264,6 +262,29 @@ TYPED_TEST(BackendOps, LinearMatchesDoubleReferenceWithinTheSummationBound) {
   }
 }
 
+TYPED_TEST(BackendOps, LinearMatchesDoubleReferenceWithinTheSummationBound) {
+  check_linear(*this->be_, *this->ref_, this->rng_);
+}
+
+// --linear cublas: the same comparison on cuBLAS (cuda only; skipped without a GPU).
+TEST(CublasLinear, MatchesDoubleReferenceWithinTheSummationBound) {
+  auto be = make_backend(BackendOptions{.device = Device::kCuda, .linear = LinearImpl::kCublas});
+  if (!be) GTEST_SKIP() << be.error().message();
+  auto ref = make_cpu_backend<double>();
+  std::mt19937 rng(99);
+  check_linear(**be, *ref, rng);
+}
+
+TEST(CublasLinear, RefusedWhereThereIsNoCublas) {
+  for (Device d : {Device::kEmu, Device::kCpu}) {
+    auto be = make_backend(BackendOptions{.device = d, .linear = LinearImpl::kCublas});
+    if (d == Device::kEmu && !built_with_emu()) continue;
+    ASSERT_FALSE(be.ok()) << to_string(d);
+    EXPECT_EQ(be.error().code(), ErrorCode::kUnavailable);
+    EXPECT_NE(be.error().message().find("--linear cublas"), std::string::npos)
+        << be.error().message();
+  }
+}
 // Ops with one rounding per element (or the reference's own order): bit for bit with the
 // float CPU op.
 TYPED_TEST(BackendOps, ElementwisePoolingAndDropoutAreBitIdenticalToTheCpu) {
