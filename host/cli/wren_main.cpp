@@ -60,6 +60,7 @@ struct TrainFlags {
   CLI::Option* step_epochs_option = nullptr;
   CLI::Option* restart_epochs_option = nullptr;
   CLI::Option* aug_option = nullptr;
+  CLI::Option* device_option = nullptr;
 };
 
 void add_train_flags(CLI::App* app, TrainFlags& f, bool sweep) {
@@ -71,7 +72,7 @@ void add_train_flags(CLI::App* app, TrainFlags& f, bool sweep) {
                   "dataset directory: MNIST-format IDX files (raw or .gz) or CIFAR-10/100 "
                   "binary batches")
       ->capture_default_str();
-  app->add_option("--device", c.device,
+  f.device_option = app->add_option("--device", c.device,
                   "auto (the GPU when there is one, else the CPU) | cpu | cuda | emu (the CUDA "
                   "kernels in the SIMT emulator on the CPU: slow, for checking)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda", "emu"}))
@@ -256,6 +257,9 @@ int run_train(TrainFlags& f, const std::string& resume) {
     config->resume = resume;
     config->progress = f.config.progress;
     config->stop_after_steps = f.config.stop_after_steps;
+    // Moving a run to another machine: --device may change on resume (the continuation is then
+    // exact to rounding, not bit-identical: devices round differently).
+    if (f.device_option && f.device_option->count() > 0) config->device = f.config.device;
     config->init_from.clear();
     if (f.config.steps > 0) config->steps = f.config.steps;
     std::fprintf(stderr, "resuming %s (run directory %s)\n", resume.c_str(),

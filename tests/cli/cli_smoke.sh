@@ -52,4 +52,25 @@ check "a second run into the same directory is refused" fails_with "already hold
   "$wren" train "${common[@]}" --steps 2 --out "$work/run"
 check "eval of a missing checkpoint" fails_with "$work/none.safetensors" "$wren" eval \
   "$work/none.safetensors"
+# The kernel devices: --device cuda without a GPU is a clear error; where the build has the
+# emulator, a few steps on emu, a resume of that run on the cpu, and `wren check`.
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  check "--device cuda without a GPU is named" fails_with "--device cuda" "$wren" train \
+    "${common[@]}" --steps 2 --device cuda --out "$work/x5"
+fi
+if "$wren" check --device emu --batch 2 >"$work/check.txt" 2>&1; then
+  echo "ok: wren check --device emu passes"
+  check "check prints a row per tensor" grep -q "param after step" "$work/check.txt"
+  check "train 4 steps on emu" "$wren" train "${common[@]}" --device emu --steps 4 --batch 16 \
+    --stop-after-steps 2 --out "$work/emu"
+  check "resume the emu run on the cpu" "$wren" train --resume "$work/emu/last.safetensors" \
+    --device cpu --no-progress
+  check "the emu run reached step 4" bash -c "grep -q '\"step\":4' '$work/emu/metrics.jsonl'"
+elif grep -q "no SIMT emulator" "$work/check.txt"; then
+  echo "skipped: this build has no emulator"
+else
+  echo "FAILED: wren check --device emu"
+  cat "$work/check.txt"
+  failures=$((failures + 1))
+fi
 exit $((failures > 0))
