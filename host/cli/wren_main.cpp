@@ -399,6 +399,10 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"test", "train"}))
       ->capture_default_str();
   eval->add_option("--batch", eval_batch, "batch size")->check(CLI::PositiveNumber);
+  std::string eval_device = "auto";
+  eval->add_option("--device", eval_device, "auto | cpu | cuda | emu")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda", "emu"}))
+      ->capture_default_str();
 
   TrainFlags sweep_flags;
   SweepFlags sweep_values;
@@ -462,7 +466,7 @@ int run(int argc, char** argv) {
   if (*eval) {
     auto r = wren::evaluate_checkpoint(checkpoint, eval_data,
                                        split == "train" ? wren::Split::kTrain : wren::Split::kTest,
-                                       eval_batch);
+                                       eval_batch, eval_device);
     if (!r) return fail("eval", r.error().message());
     std::printf("%s: %lld images, accuracy %.4f, loss %.4f\n", checkpoint.c_str(),
                 static_cast<long long>(r->count), r->accuracy, r->loss);

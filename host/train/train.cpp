@@ -881,7 +881,7 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
 }
 
 Expected<EvalResult> evaluate_checkpoint(const std::string& path, const std::string& data_dir,
-                                         Split split, int batch) {
+                                         Split split, int batch, const std::string& device) {
   auto file = read_safetensors(path);
   if (!file) return file.error();
   auto info = read_checkpoint_info(*file);
@@ -902,7 +902,11 @@ Expected<EvalResult> evaluate_checkpoint(const std::string& path, const std::str
   }
   auto graph = build_graph(ModelSource{info->model_name, info->model_text}, in);
   if (!graph) return graph.error();
-  auto created = Executor<float>::create(*graph, make_cpu_backend<float>(),
+  std::FILE* quiet = std::fopen("/dev/null", "w");
+  auto backend = make_train_backend(device, "fp32", "wren", quiet ? quiet : stderr);
+  if (quiet) std::fclose(quiet);
+  if (!backend) return backend.error();
+  auto created = Executor<float>::create(*graph, std::move(*backend),
                                          ExecutorOptions{.batch_size = batch, .seed = 0});
   if (!created) return created.error();
   WREN_RETURN_IF_ERROR(load_weights(*file, **created, /*require_buffers=*/true));

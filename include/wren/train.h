@@ -121,8 +121,10 @@ Expected<EvalResult> evaluate(Executor<float>& executor, const Dataset& dataset,
 // `wren eval`: rebuilds the model a checkpoint was trained with (its metadata holds the config,
 // the model text and the normalization) and evaluates it on a split of `data_dir`
 // ("" = the data directory recorded in the checkpoint).
+// `device`: cpu (the default), cuda, emu or auto, as for training.
 Expected<EvalResult> evaluate_checkpoint(const std::string& checkpoint, const std::string& data_dir,
-                                         Split split, int batch);
+                                         Split split, int batch,
+                                         const std::string& device = "cpu");
 
 // Formats a confusion matrix as a table with per-class accuracy.
 std::string format_confusion(const EvalResult& result);
