@@ -473,19 +473,23 @@ softmax_cross_entropy loss
 )";
 constexpr ModelInput kSmallInput{.channels = 1, .height = 12, .width = 12, .classes = 4};
 
-// A learnable synthetic task: class c has a bright 3×3 blob at a class-specific position.
-void synthetic_batch(std::mt19937& rng, int batch, std::vector<float>& x, std::vector<int32_t>& y) {
-  x.assign(size_t(batch) * 144, 0.0f);
+// A learnable synthetic task on side×side images: class c has a bright 3×3 blob at a
+// class-specific position.
+void synthetic_batch(std::mt19937& rng, int batch, std::vector<float>& x, std::vector<int32_t>& y,
+                     int side = 12) {
+  const int area = side * side;
+  x.assign(size_t(batch) * size_t(area), 0.0f);
   y.resize(size_t(batch));
   std::normal_distribution<float> noise(0.0f, 0.3f);
   for (int i = 0; i < batch; ++i) {
     const int c = int(rng() % 4);
     y[size_t(i)] = c;
-    float* img = x.data() + size_t(i) * 144;
-    for (int p = 0; p < 144; ++p) img[p] = noise(rng);
-    const int cy = c < 2 ? 3 : 8, cx = c % 2 == 0 ? 3 : 8;
+    float* img = x.data() + size_t(i) * size_t(area);
+    for (int p = 0; p < area; ++p) img[p] = noise(rng);
+    const int lo = side / 4, hi = side - 1 - side / 4;
+    const int cy = c < 2 ? lo : hi, cx = c % 2 == 0 ? lo : hi;
     for (int dy = -1; dy <= 1; ++dy)
-      for (int dx = -1; dx <= 1; ++dx) img[(cy + dy) * 12 + cx + dx] += 1.5f;
+      for (int dx = -1; dx <= 1; ++dx) img[(cy + dy) * side + cx + dx] += 1.5f;
   }
 }
 
@@ -497,9 +501,10 @@ struct ModelRun {
 
 const OptimizerConfig kAdamW{.kind = OptimizerKind::kAdamW, .weight_decay = 5e-4, .l1 = 1e-5};
 
-ModelRun make_run(Device device, const OptimizerConfig& oc, int batch = 8) {
+// The small CNN, or the zoo's ref-cnn itself (28×28) when `ref_cnn` is set.
+ModelRun make_run(Device device, const OptimizerConfig& oc, int batch = 8, bool ref_cnn = false) {
   ModelRun r;
-  auto graph = parse_model_text(kSmallCnn, kSmallInput, "small-cnn");
+  auto graph = ref_cnn ? build_model("ref-cnn") : parse_model_text(kSmallCnn, kSmallInput, "small-cnn");
   EXPECT_TRUE(graph.ok());
   auto be = make_backend(BackendOptions{.device = device});
   if (!be) return r;
@@ -548,29 +553,42 @@ class KernelDevices : public ::testing::TestWithParam<Device> {
 INSTANTIATE_TEST_SUITE_P(Devices, KernelDevices, ::testing::Values(Device::kEmu, Device::kCuda),
                          [](const auto& p) { return std::string(to_string(p.param)); });
 
-TEST_P(KernelDevices, ThreeAdamWStepsWithDecayAndL1MatchTheCpu) {
-  ModelRun cpu = make_run(Device::kCpu, kAdamW), dev = make_run(GetParam(), kAdamW);
+TEST_P(KernelDevices, ThreeAdamWStepsOfRefCnnWithDecayAndL1MatchTheCpu) {
+  ModelRun cpu = make_run(Device::kCpu, kAdamW, 8, /*ref_cnn=*/true);
+  ModelRun dev = make_run(GetParam(), kAdamW, 8, /*ref_cnn=*/true);
   ASSERT_TRUE(cpu.ex && dev.ex);
-  EXPECT_EQ(cpu.ex->download(cpu.ex->params()), dev.ex->download(dev.ex->params()))
-      << "same seed, same initial weights";
+  const std::vector<float> p0 = cpu.ex->download(cpu.ex->params());
+  EXPECT_EQ(p0, dev.ex->download(dev.ex->params())) << "same seed, same initial weights";
   std::mt19937 rng(11);
   std::vector<float> x;
   std::vector<int32_t> y;
   for (int s = 0; s < 3; ++s) {
-    synthetic_batch(rng, 8, x, y);
+    synthetic_batch(rng, 8, x, y, 28);
     const float lc = step(cpu, x, y, 1e-3), ld = step(dev, x, y, 1e-3);
     EXPECT_NEAR(ld, lc, 1e-5 * std::fabs(lc)) << "step " << s;
   }
-  // The weights after three steps: each Adam step moves a weight by about lr·sign(g) unless
-  // |g| is tiny, so rounding-level differences in g move the result far less than lr; 1e-3 of
-  // lr per step bounds them with room, while a wrong update (a missing term, a wrong β power)
-  // changes weights by O(lr).
+  // The weights after three steps. Adam moves a weight by lr·m̂/(√v̂ + eps): about lr·sign(g)
+  // for any gradient well above eps, so rounding-level differences in g barely move it — except
+  // where g itself cancels to the rounding level (a few of fc1's 401,408 weights), where the
+  // two devices' updates may differ by up to lr. So the comparison is on the whole update:
+  // ‖w_dev − w_cpu‖₂ ≤ 1e-3·‖w_cpu − w_0‖₂ (a wrong rule — a missing term, a wrong β power —
+  // changes every update by O(lr)), and at most 1 in 10,000 weights more than lr/100 apart.
   const std::vector<float> pc = cpu.ex->download(cpu.ex->params());
   const std::vector<float> pd = dev.ex->download(dev.ex->params());
   ASSERT_EQ(pc.size(), pd.size());
-  double worst = 0;
-  for (size_t i = 0; i < pc.size(); ++i) worst = std::max(worst, double(std::fabs(pc[i] - pd[i])));
-  EXPECT_LE(worst, 3 * 1e-3 * 1e-3) << "max |Δw| after 3 steps";
+  double diff2 = 0, step2 = 0;
+  size_t far = 0;
+  for (size_t i = 0; i < pc.size(); ++i) {
+    const double d = double(pd[i]) - double(pc[i]), u = double(pc[i]) - double(p0[i]);
+    diff2 += d * d;
+    step2 += u * u;
+    far += std::fabs(d) > 1e-2 * 1e-3;
+  }
+  std::printf("[ info ] ref-cnn after 3 AdamW steps: ‖Δw_dev − Δw_cpu‖/‖Δw_cpu‖ = %.3g, %zu of %zu "
+              "weights more than lr/100 apart\n", std::sqrt(diff2 / step2), far, pc.size());
+  EXPECT_LE(std::sqrt(diff2), 1e-3 * std::sqrt(step2))
+      << "relative difference of the updates " << std::sqrt(diff2 / step2);
+  EXPECT_LE(far, pc.size() / 10000) << "weights more than lr/100 apart";
   // And the state the device hands to a checkpoint equals the CPU optimizer's.
   auto host = Optimizer<float>::create(kAdamW, param_segments(dev.ex->graph()),
                                        dev.ex->graph().param_count());
