@@ -43,6 +43,7 @@
 
 #include "batch_norm.h"
 #include "launch.h"
+#include "rounded.cuh"
 #include "vec.cuh"
 
 namespace wren::WREN_KERNELS_NS {
@@ -59,42 +60,6 @@ constexpr int64_t kMaxSplits = 256;
 #define WREN_BN_UNROLL _Pragma("GCC unroll 4")
 #endif
 
-// Double operations rounded one by one (no FMA contraction under nvcc).
-__device__ __forceinline__ double dadd(double a, double b) {
-#if defined(__CUDACC__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-__device__ __forceinline__ double dsub(double a, double b) {
-#if defined(__CUDACC__)
-  return __dsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-__device__ __forceinline__ double dmul(double a, double b) {
-#if defined(__CUDACC__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-__device__ __forceinline__ double ddiv(double a, double b) {
-#if defined(__CUDACC__)
-  return __ddiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-__device__ __forceinline__ double dsqrt(double a) {
-#if defined(__CUDACC__)
-  return __dsqrt_rn(a);
-#else
-  return std::sqrt(a);
-#endif
-}
 // 1/√(var + eps), as the reference forms it.
 __device__ __forceinline__ double inv_std(double var, double eps) {
   return ddiv(1.0, dsqrt(dadd(var, eps)));

@@ -20,6 +20,7 @@
 
 #include "data.h"
 #include "launch.h"
+#include "rounded.cuh"
 #include "vec.cuh"
 #include "wren/rng.h"
 
@@ -42,20 +43,6 @@ struct alignas(16) SampleParams {
 };
 static_assert(sizeof(SampleParams) == kMakeBatchSampleBytes);
 
-__device__ __forceinline__ float fsub(float a, float b) {
-#if defined(__CUDACC__)
-  return __fsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-__device__ __forceinline__ float fdiv(float a, float b) {
-#if defined(__CUDACC__)
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
 
 __device__ __forceinline__ int imax(int a, int b) {
   return a > b ? a : b;

@@ -19,6 +19,7 @@
 
 #include "elementwise.h"
 #include "launch.h"
+#include "rounded.cuh"
 #include "vec.cuh"
 
 namespace wren::WREN_KERNELS_NS {
@@ -49,37 +50,6 @@ struct Add {
 struct Copy {
   __device__ float operator()(float v) const { return v; }
 };
-
-// Double-precision operations rounded one by one: nvcc would otherwise contract a·b + c into
-// an FMA, which the CPU reference (baseline x86-64, no FMA) does not do.
-__device__ __forceinline__ double dmul(double a, double b) {
-#if defined(__CUDACC__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-__device__ __forceinline__ double dadd(double a, double b) {
-#if defined(__CUDACC__)
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-__device__ __forceinline__ double derfc(double a) {
-#if defined(__CUDACC__)
-  return ::erfc(a);
-#else
-  return std::erfc(a);
-#endif
-}
-__device__ __forceinline__ double dexp(double a) {
-#if defined(__CUDACC__)
-  return ::exp(a);
-#else
-  return std::exp(a);
-#endif
-}
 
 // GELU as host/ops/elementwise.cpp evaluates it, expression by expression:
 //   Φ(v) = 0.5·erfc(−v·(1/√2)),  φ(v) = (1/√(2π))·exp(−0.5·v·v)
@@ -143,16 +113,6 @@ __global__ void binary_kernel(F f, int64_t count, const float* a, const float* b
     done = 4 * chunks;
   }
   for (int64_t j = done + i; j < count; j += stride) out[j] = f(a[j], b[j]);
-}
-
-// fp32 division rounded to nearest (nvcc's default `/` is IEEE too without fast-math; the
-// intrinsic makes it independent of the flags).
-__device__ __forceinline__ float fdiv(float a, float b) {
-#if defined(__CUDACC__)
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
 }
 
 // The 4 mask bytes of a chunk as one 4-byte access (the pointer is 4-byte aligned).

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "launch.h"
+#include "rounded.cuh"
 #include "optim.h"
 #include "vec.cuh"
 
@@ -59,63 +60,6 @@ static_assert(sizeof(FusedSegment) == 24);
 static_assert(fused_optimizer_workspace_bytes(1) - fused_optimizer_workspace_bytes(0) ==
               sizeof(SegCoeff));
 
-// fp32 operations, each rounded on its own (no FMA contraction under nvcc).
-__device__ __forceinline__ float fmul(float a, float b) {
-#if defined(__CUDACC__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-__device__ __forceinline__ float fadd(float a, float b) {
-#if defined(__CUDACC__)
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-__device__ __forceinline__ float fsub(float a, float b) {
-#if defined(__CUDACC__)
-  return __fsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-__device__ __forceinline__ float fdiv(float a, float b) {
-#if defined(__CUDACC__)
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-__device__ __forceinline__ float fsqrt(float a) {
-#if defined(__CUDACC__)
-  return __fsqrt_rn(a);
-#else
-  return std::sqrt(a);
-#endif
-}
-__device__ __forceinline__ double dmul(double a, double b) {
-#if defined(__CUDACC__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-__device__ __forceinline__ double dpow(double a, double b) {
-#if defined(__CUDACC__)
-  return ::pow(a, b);
-#else
-  return std::pow(a, b);
-#endif
-}
-__device__ __forceinline__ double dsqrt(double a) {
-#if defined(__CUDACC__)
-  return ::sqrt(a);
-#else
-  return std::sqrt(a);
-#endif
-}
 __device__ __forceinline__ bool finite(double a) {
 #if defined(__CUDACC__)
   return isfinite(a);

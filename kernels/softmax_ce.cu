@@ -41,6 +41,7 @@
 #include <string>
 
 #include "launch.h"
+#include "rounded.cuh"
 #include "softmax_ce.h"
 #include "vec.cuh"
 
@@ -71,20 +72,6 @@ struct CeArgs {
   double dloss;  // the upstream gradient, as double
 };
 
-__device__ __forceinline__ double dexp(double a) {
-#if defined(__CUDACC__)
-  return ::exp(a);
-#else
-  return std::exp(a);
-#endif
-}
-__device__ __forceinline__ double dlog(double a) {
-#if defined(__CUDACC__)
-  return ::log(a);
-#else
-  return std::log(a);
-#endif
-}
 __device__ __forceinline__ int64_t min64(int64_t a, int64_t b) {
   return a < b ? a : b;
 }
