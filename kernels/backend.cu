@@ -399,6 +399,7 @@ class KernelBackend final : public Backend<float> {
     memory_.download(dst, src, bytes);
   }
   void fill_zero(void* dst, size_t bytes) override { memory_.fill_zero(dst, bytes); }
+  void* native_stream() const override { return memory_.stream(); }
   Status synchronize() override {
     if (std::string e = memory_.synchronize(); !e.empty()) return device_error(e);
 #if defined(__CUDACC__)

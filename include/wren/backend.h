@@ -88,6 +88,10 @@ class Backend {
   virtual Status synchronize() { return {}; }
   // One line naming the device and its settings, for logs ("cpu", "emu (fp32)", ...).
   virtual std::string describe() const { return to_string(device()); }
+  // The native queue the ops are enqueued on, for timing them from outside (wren-bench records
+  // CUDA events on it): the cudaStream_t on the cuda device; nullptr on cpu and emu, whose ops
+  // have run by the time synchronize() returns.
+  virtual void* native_stream() const { return nullptr; }
 
   // --- scratch beyond the conv workspace ------------------------------------------------------
   // Bytes of device scratch an op needs (kernels with multi-block reductions); the executor

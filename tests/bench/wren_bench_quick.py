@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""CTest WrenBenchQuick: `wren-bench kernels --quick --shapes refcnn --batch 2` on each device
+given, checking that it exits 0, that its JSON parses and has the run's metadata and at least
+one row for every kernel family, every row timed (median > 0, no error), and that its CSV has
+the same rows.
+
+usage: wren_bench_quick.py WREN_BENCH DEVICE [DEVICE ...]
+A device this build lacks (emu without the CUDA headers) is skipped; exit 77 if all were.
+"""
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+
+FAMILIES = ["conv", "linear", "pool", "softmax_ce", "batch_norm", "elementwise", "optimizer",
+            "augment"]
+
+
+def check(binary, device, tmp):
+    json_path = os.path.join(tmp, f"{device}.json")
+    csv_path = os.path.join(tmp, f"{device}.csv")
+    cmd = [binary, "kernels", "--device", device, "--quick", "--shapes", "refcnn", "--batch", "2",
+           "--json", json_path, "--csv", csv_path]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if run.returncode != 0 and "this build has no" in run.stderr:
+        print(f"{device}: skipped ({run.stderr.strip()})")
+        return None
+    print(run.stdout)
+    assert run.returncode == 0, f"{device}: exit {run.returncode}\n{run.stderr}"
+    with open(json_path) as f:
+        report = json.load(f)
+    for key in ["command", "date", "device", "device_name", "math", "ceilings", "timing",
+                "peak_rss_mib", "rows"]:
+        assert key in report, f"{device}: JSON lacks '{key}'"
+    assert report["device"] == device, report["device"]
+    assert report["math"] == "fp32"
+    assert report["ceilings"]["copy_gbs"] > 0 and report["ceilings"]["gemm_fp32_gflops"] > 0
+    rows = report["rows"]
+    for family in FAMILIES:
+        assert any(r["family"] == family for r in rows), f"{device}: no row for {family}"
+    for r in rows:
+        where = f"{device}: {r['family']} {r['layer']} {r['pass']}"
+        assert "error" not in r, f"{where}: {r.get('error')}"
+        assert r["median_ms"] > 0 and math.isfinite(r["median_ms"]), where
+        assert r["time"]["reps"] >= 3, where
+        assert r["time"]["min_ms"] <= r["median_ms"] <= r["time"]["p90_ms"], where
+        assert r["bytes"] > 0 and r["gbs"] > 0, where
+        if r["family"] in ("conv", "linear"):
+            assert r["flops"] > 0 and r["gflops"] > 0, where
+        assert r["peak_rss_mib"] > 0, where
+    with open(csv_path, newline="") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert len(csv_rows) == len(rows), f"{device}: CSV {len(csv_rows)} rows, JSON {len(rows)}"
+    assert all(r["device"] == device and r["command"] == report["command"] for r in csv_rows)
+    print(f"{device}: {len(rows)} rows, {len(FAMILIES)} families, JSON and CSV agree")
+    return True
+
+
+def main():
+    binary, devices = sys.argv[1], sys.argv[2:]
+    with tempfile.TemporaryDirectory() as tmp:
+        results = [check(binary, d, tmp) for d in devices]
+    return 77 if all(r is None for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
