@@ -1,6 +1,11 @@
 // The cpu device: each Backend method forwards to its reference op in host/ops/.
+#include <bit>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <type_traits>
+#include <vector>
 
 #include "wren/backend.h"
 #include "wren/ops/dropout.h"
@@ -12,10 +17,22 @@ extern "C" void openblas_set_num_threads(int num_threads);
 namespace wren {
 namespace {
 
+// TF32 rounding as the tensor cores' operand conversion does it (cvt.rna.tf32.f32: 10 mantissa
+// bits, nearest, ties away from zero; kernels/ptx.cuh has the same rule for the emulator).
+float round_to_tf32(float x) {
+  const uint32_t bits = std::bit_cast<uint32_t>(x);
+  if ((bits & 0x7f800000u) == 0x7f800000u) return x;  // Inf and NaN pass through
+  return std::bit_cast<float>((bits + 0x1000u) & 0xffffe000u);
+}
+
 template <class T>
 class CpuBackend final : public Backend<T> {
  public:
+  explicit CpuBackend(const CpuBackendOptions& options) : tf32_operands_(options.tf32_operands) {}
   Device device() const override { return Device::kCpu; }
+  std::string describe() const override {
+    return tf32_operands_ ? "cpu (TF32-rounded matrix operands)" : "cpu";
+  }
 
   void* allocate(size_t bytes) override {
     constexpr size_t kAlign = 256;
@@ -33,26 +50,43 @@ class CpuBackend final : public Backend<T> {
   }
   void conv2d_forward(const Conv2dDims& d, const T* x, const T* w, const T* b, T* y,
                       T* ws) override {
-    cpu::conv2d_forward(d, x, w, b, y, ws);
+    cpu::conv2d_forward(d, operand(x, int64_t{d.n} * d.c * d.h * d.w, 0),
+                        operand(w, int64_t{d.k} * d.c * d.r * d.s, 1), b, y, ws);
   }
   void conv2d_backward_data(const Conv2dDims& d, const T* dy, const T* w, T* dx,
                             T* ws) override {
-    cpu::conv2d_backward_data(d, dy, w, dx, ws);
+    cpu::conv2d_backward_data(d, operand(dy, int64_t{d.n} * d.k * d.p() * d.q(), 0),
+                              operand(w, int64_t{d.k} * d.c * d.r * d.s, 1), dx, ws);
   }
   void conv2d_backward_weights(const Conv2dDims& d, const T* x, const T* dy, T* dw, T* db,
                                T* ws) override {
-    cpu::conv2d_backward_weights(d, x, dy, dw, db, ws);
+    // The bias gradient is a plain fp32 sum of dy on every device (no matrix unit).
+    if (tf32_operands_ && db != nullptr) {
+      bias_scratch_.resize(static_cast<size_t>(d.k) * d.c * d.r * d.s);
+      cpu::conv2d_backward_weights(d, x, dy, bias_scratch_.data(), db, ws);
+      db = nullptr;
+    }
+    cpu::conv2d_backward_weights(d, operand(x, int64_t{d.n} * d.c * d.h * d.w, 0),
+                                 operand(dy, int64_t{d.n} * d.k * d.p() * d.q(), 1), dw, db, ws);
   }
 
   void linear_forward(const LinearDims& d, const T* x, const T* w, const T* b, T* y) override {
-    cpu::linear_forward(d, x, w, b, y);
+    cpu::linear_forward(d, operand(x, int64_t{d.n} * d.in, 0),
+                        operand(w, int64_t{d.out} * d.in, 1), b, y);
   }
   void linear_backward_data(const LinearDims& d, const T* dy, const T* w, T* dx) override {
-    cpu::linear_backward_data(d, dy, w, dx);
+    cpu::linear_backward_data(d, operand(dy, int64_t{d.n} * d.out, 0),
+                              operand(w, int64_t{d.out} * d.in, 1), dx);
   }
   void linear_backward_weights(const LinearDims& d, const T* x, const T* dy, T* dw,
                                T* db) override {
-    cpu::linear_backward_weights(d, x, dy, dw, db);
+    if (tf32_operands_ && db != nullptr) {
+      bias_scratch_.resize(static_cast<size_t>(d.out) * d.in);
+      cpu::linear_backward_weights(d, x, dy, bias_scratch_.data(), db);
+      db = nullptr;
+    }
+    cpu::linear_backward_weights(d, operand(x, int64_t{d.n} * d.in, 0),
+                                 operand(dy, int64_t{d.n} * d.out, 1), dw, db);
   }
 
   void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, int32_t* argmax) override {
@@ -137,6 +171,26 @@ class CpuBackend final : public Backend<T> {
                                       const T* class_weights, T dloss, T* dlogits) override {
     cpu::softmax_cross_entropy_backward(d, o, logits, labels, class_weights, dloss, dlogits);
   }
+
+ private:
+  // The matrix operands of conv and linear as the device's TF32 path sees them (when
+  // tf32_operands_): a rounded copy in scratch `slot` (two operands per call); else `p` itself.
+  const T* operand(const T* p, int64_t count, int slot) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (tf32_operands_) {
+        std::vector<float>& v = operand_scratch_[slot];
+        v.resize(static_cast<size_t>(count));
+        for (int64_t i = 0; i < count; ++i) v[static_cast<size_t>(i)] = round_to_tf32(p[i]);
+        return v.data();
+      }
+    }
+    return p;
+  }
+
+  bool tf32_operands_ = false;
+  std::vector<T> operand_scratch_[2];
+  std::vector<T> bias_scratch_;  // the weight gradient computed beside the fp32 bias gradient
+
 };
 
 }  // namespace
@@ -154,12 +208,12 @@ void configure_blas_threads() {
 }
 
 template <class T>
-std::unique_ptr<Backend<T>> make_cpu_backend() {
+std::unique_ptr<Backend<T>> make_cpu_backend(const CpuBackendOptions& options) {
   configure_blas_threads();
-  return std::make_unique<CpuBackend<T>>();
+  return std::make_unique<CpuBackend<T>>(options);
 }
 
-template std::unique_ptr<Backend<float>> make_cpu_backend<float>();
-template std::unique_ptr<Backend<double>> make_cpu_backend<double>();
+template std::unique_ptr<Backend<float>> make_cpu_backend<float>(const CpuBackendOptions&);
+template std::unique_ptr<Backend<double>> make_cpu_backend<double>(const CpuBackendOptions&);
 
 }  // namespace wren

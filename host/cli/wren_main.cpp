@@ -454,7 +454,8 @@ int run(int argc, char** argv) {
   check->add_option("--seed", check_flags.options.seed, "seed of the weights and the batch")
       ->capture_default_str();
   check->add_option("--rtol", check_flags.options.rtol,
-                    "relative tolerance (default: 1e-4 for fp32, 1e-2 for tf32)");
+                    "relative tolerance (default: 1e-4 for fp32, 1e-2 for tf32, whose CPU reference "
+                    "rounds the matrix operands to TF32 too)");
   check->add_option("--atol-scale", check_flags.options.atol_scale,
                     "absolute tolerance as a fraction of the tensor's max |value| (default: "
                     "1e-5 for fp32, 1e-3 for tf32)");

@@ -189,8 +189,16 @@ class Backend {
 };
 
 // The CPU reference device (host/cpu_backend.cpp), for T = float or double.
+struct CpuBackendOptions {
+  // Round the matrix operands of conv and linear (both inputs of every product, forward and
+  // backward) to TF32 before the fp32 product, as the device's --math tf32 path does; bias and
+  // everything else stay fp32. `wren check --math tf32` compares against this reference, so
+  // that TF32's own rounding does not flip ReLU masks and max-pool choices between the two
+  // sides. Float only (ignored for double).
+  bool tf32_operands = false;
+};
 template <class T>
-std::unique_ptr<Backend<T>> make_cpu_backend();
+std::unique_ptr<Backend<T>> make_cpu_backend(const CpuBackendOptions& options = {});
 
 const char* to_string(MathMode mode);  // "fp32", "tf32"
 

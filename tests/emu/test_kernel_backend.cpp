@@ -666,6 +666,22 @@ TEST_P(KernelDevices, WrenCheckPassesOnTheZooModels) {
   EXPECT_TRUE(report->pass()) << format_check(*report);
 }
 
+// TF32: the CPU reference rounds its matrix operands to TF32 too (CpuBackendOptions), so the
+// two sides multiply the same numbers. Against a plain fp32 reference this failed on every zoo
+// model on an H200 (TF32 rounding flipped ReLU masks and max-pool choices).
+TEST_P(KernelDevices, WrenCheckPassesInTf32OnRefCnn) {
+  for (const char* model : {"ref-cnn", "ref-cnn-bn"}) {
+    CheckOptions o;
+    o.model = model;
+    o.device = GetParam();
+    o.math = MathMode::kTf32;
+    o.batch = 2;
+    auto report = run_check(o);
+    ASSERT_TRUE(report.ok()) << report.error().message();
+    EXPECT_TRUE(report->pass()) << model << "\n" << format_check(*report);
+  }
+}
+
 TEST(KernelDeviceErrors, CudaWithoutAGpuIsAClearError) {
   if (cuda_device_count() > 0) GTEST_SKIP() << "a GPU is present";
   auto b = make_backend(BackendOptions{.device = Device::kCuda});
