@@ -618,17 +618,6 @@ struct Row {
   std::string error{};
 };
 
-std::string fmt(double v, int precision) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", precision, v);
-  return buf;
-}
-
-std::string pad(std::string s, size_t width, bool right = false) {
-  if (s.size() >= width) return s;
-  return right ? std::string(width - s.size(), ' ') + s : s + std::string(width - s.size(), ' ');
-}
-
 std::string rate_text(double v) {
   if (v <= 0) return "-";
   return v >= 100 ? fmt(v, 0) : v >= 10 ? fmt(v, 1) : fmt(v, 2);
@@ -669,25 +658,6 @@ void print_row(const Row& r, bool gpu) {
               pad(ratio, 8, true).c_str(),
               pad(fmt(gpu ? r.device_mib : r.rss_mib, 0), 8, true).c_str());
   std::fflush(stdout);
-}
-
-std::string iso_date() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char ch : s) {
-    if (ch == '"') out += '"';
-    out += ch;
-  }
-  return out + "\"";
 }
 
 nlohmann::json stats_json(const Stats& s) {
@@ -741,15 +711,7 @@ int run_kernels(const KernelsOptions& o) {
   const MathMode math = o.math == "tf32" ? MathMode::kTf32 : MathMode::kFp32;
 
   // --- the device ---
-  Device device = Device::kCpu;
-  if (o.device == "cpu")
-    device = Device::kCpu;
-  else if (o.device == "emu")
-    device = Device::kEmu;
-  else if (o.device == "cuda")
-    device = Device::kCuda;
-  else
-    device = built_with_cuda() && cuda_device_count() > 0 ? Device::kCuda : Device::kCpu;
+  Device device = resolve_device(o.device);
   auto made = make_backend(BackendOptions{.device = device, .math = math});
   if (!made && o.device == "auto" && device == Device::kCuda) {
     std::fprintf(stderr, "wren-bench: %s; using the cpu\n", made.error().message().c_str());
@@ -765,19 +727,8 @@ int run_kernels(const KernelsOptions& o) {
   if (math == MathMode::kTf32 && device == Device::kCpu)
     std::fprintf(stderr, "wren-bench: --math tf32 has no effect on the cpu device (fp32)\n");
 
-  std::string device_name;
-  if (device == Device::kCuda)
-    device_name = cuda_device_name();
-  else if (device == Device::kEmu)
-    device_name =
-        "SIMT emulator on " + host_cpu_name() + " (" + std::to_string(host_cores()) + " cores)";
-  else
-    device_name = host_cpu_name() + " (" + std::to_string(host_cores()) + " cores)";
-  const std::string label = device == Device::kCuda ? "GPU"
-                            : device == Device::kEmu
-                                ? "EMULATOR: Wren's CUDA kernels run on the host CPU by the SIMT "
-                                  "emulator; these are emulator figures, not GPU figures"
-                                : "CPU: the cpu device's reference ops (OpenBLAS + OpenMP)";
+  const std::string device_name = device_display_name(device);
+  const std::string label = device_label(device);
 
   // --- timing, ceilings, peers ---
   TimingOptions timing = o.timing;

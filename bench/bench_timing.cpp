@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <numeric>
 #include <string>
@@ -20,6 +21,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #endif
+
+#include "wren/device.h"
 
 extern "C" {
 int openblas_get_num_threads(void);
@@ -443,6 +446,59 @@ std::string host_cpu_name() {
 
 int host_cores() {
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// --- shared by the wren-bench commands --------------------------------------------------------
+Device resolve_device(const std::string& flag) {
+  if (flag == "cpu") return Device::kCpu;
+  if (flag == "emu") return Device::kEmu;
+  if (flag == "cuda") return Device::kCuda;
+  return built_with_cuda() && cuda_device_count() > 0 ? Device::kCuda : Device::kCpu;
+}
+
+std::string device_display_name(Device device) {
+  const std::string host = host_cpu_name() + " (" + std::to_string(host_cores()) + " cores)";
+  if (device == Device::kCuda) return cuda_device_name();
+  if (device == Device::kEmu) return "SIMT emulator on " + host;
+  return host;
+}
+
+std::string device_label(Device device) {
+  if (device == Device::kCuda) return "GPU";
+  if (device == Device::kEmu)
+    return "EMULATOR: Wren's CUDA kernels run on the host CPU by the SIMT emulator; these are "
+           "emulator figures, not GPU figures";
+  return "CPU: the cpu device's reference ops (OpenBLAS + OpenMP)";
+}
+
+std::string iso_date() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string fmt(double v, int precision) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", precision, v);
+  return buf;
+}
+
+std::string pad(std::string s, size_t width, bool right) {
+  if (s.size() >= width) return s;
+  return right ? std::string(width - s.size(), ' ') + s : s + std::string(width - s.size(), ' ');
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"') out += '"';
+    out += ch;
+  }
+  return out + "\"";
 }
 
 }  // namespace wren::bench

@@ -86,4 +86,16 @@ Expected<Ceilings> measure_ceilings(Device device, bool quick);
 std::string host_cpu_name();  // /proc/cpuinfo's model name
 int host_cores();
 
+// --- shared by the wren-bench commands --------------------------------------------------------
+// --device auto|cpu|emu|cuda: auto is cuda when this build has it and a GPU is visible.
+Device resolve_device(const std::string& flag);
+// "NVIDIA H200", "SIMT emulator on <cpu> (N cores)", "<cpu> (N cores)".
+std::string device_display_name(Device device);
+// The line that says what kind of figures these are (emulator figures are not GPU figures).
+std::string device_label(Device device);
+std::string iso_date();                        // now, UTC: 2026-11-26T00:20:16Z
+std::string fmt(double v, int precision);      // printf("%.*f")
+std::string pad(std::string s, size_t width, bool right = false);
+std::string csv_field(const std::string& s);  // quoted when it holds , " or a newline
+
 }  // namespace wren::bench

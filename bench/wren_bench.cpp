@@ -2,6 +2,8 @@
 //   wren-bench kernels [--device auto|cpu|emu|cuda] [--math fp32|tf32] [--families conv,...]
 //                      [--shapes refcnn,cifar,sweep] [--batch N] [--reps N] [--min-time S]
 //                      [--json FILE] [--csv FILE] [--quick]
+//   wren-bench train   [--device ...] [--math ...] [--models a,b] [--batches 32,128,512]
+//                      [--graph both|on|off] [--steps N] [--warmup N] [--json F] [--csv F]
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "bench_kernels.h"
+#include "bench_train.h"
 
 namespace {
 
@@ -38,6 +41,18 @@ std::vector<std::string> split_list(const std::string& text) {
   while (std::getline(ss, item, ','))
     if (!item.empty()) out.push_back(item);
   return out;
+}
+
+// A positive int, or 0 when `text` is not one.
+int parse_positive(const std::string& text) {
+  size_t used = 0;
+  int n = 0;
+  try {
+    n = std::stoi(text, &used);
+  } catch (const std::exception&) {
+    return 0;
+  }
+  return used == text.size() && n > 0 ? n : 0;
 }
 
 int run(int argc, char** argv) {
@@ -96,7 +111,67 @@ int run(int argc, char** argv) {
                     "tiny rep counts and ceilings (CI, emu): 1 warm-up, 3 reps, no minimum "
                     "time, 2 input sets; explicit --reps/--min-time/--warmup/--sets win");
 
+  wren::bench::TrainBenchOptions t;
+  std::string train_models, train_batches, train_graph = "both";
+  bool train_quick = false;
+  CLI::App* train = app.add_subcommand(
+      "train",
+      "images/s and ms per step of the zoo models through the real trainer on synthetic data, "
+      "at several batch sizes, with and without CUDA graphs");
+  train->add_option("--device", t.device, "auto | cpu | emu | cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "emu", "cuda"}))
+      ->capture_default_str();
+  train->add_option("--math", t.math, "fp32 | tf32")
+      ->check(CLI::IsMember({"fp32", "tf32"}))
+      ->capture_default_str();
+  train->add_option("--models", train_models,
+                    "comma-separated zoo models (default ref-cnn,ref-cnn-bn,resnet-cifar)");
+  train->add_option("--batches", train_batches, "comma-separated batch sizes (default 32,128,512)");
+  train->add_option("--graph", train_graph, "cuda/emu: CUDA graph on, off, or both rows")
+      ->check(CLI::IsMember({"both", "on", "off"}))
+      ->capture_default_str();
+  train->add_option("--steps", t.steps, "timed steps per row")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  train->add_option("--warmup", t.warmup, "steps run first and left out")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  train->add_option("--json", t.json_path, "write the results as JSON to this file");
+  train->add_option("--csv", t.csv_path, "write the results as CSV to this file");
+  train->add_flag("--quick", train_quick,
+                  "CI and emu: batch 8, 1 warm-up and 3 timed steps (explicit flags win)");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (*train) {
+    if (train_quick) {
+      if (train->count("--steps") == 0) t.steps = 3;
+      if (train->count("--warmup") == 0) t.warmup = 1;
+      if (train->count("--batches") == 0) t.batches = {8};
+    }
+    if (!train_models.empty()) t.models = split_list(train_models);
+    for (const std::string& m : t.models)
+      if (m != "ref-cnn" && m != "ref-cnn-bn" && m != "resnet-cifar") {
+        std::fprintf(stderr, "wren-bench: --models: unknown model '%s' (ref-cnn, ref-cnn-bn, "
+                             "resnet-cifar)\n", m.c_str());
+        return 1;
+      }
+    if (!train_batches.empty()) {
+      t.batches.clear();
+      for (const std::string& b : split_list(train_batches)) {
+        const int n = parse_positive(b);
+        if (n <= 0) {
+          std::fprintf(stderr, "wren-bench: --batches: '%s' is not a positive number\n", b.c_str());
+          return 1;
+        }
+        t.batches.push_back(n);
+      }
+    }
+    t.graphs = train_graph == "both" ? std::vector<bool>{true, false}
+                                     : std::vector<bool>{train_graph == "on"};
+    t.command = command_line(argc, argv);
+    return wren::bench::run_train_bench(t);
+  }
 
   if (*kernels) {
     if (k.quick) {
@@ -127,11 +202,7 @@ int run(int argc, char** argv) {
     if (!sweep_batches.empty()) {
       k.sweep_batches.clear();
       for (const std::string& b : split_list(sweep_batches)) {
-        int n = 0;
-        try {
-          n = std::stoi(b);
-        } catch (const std::exception&) {
-        }
+        const int n = parse_positive(b);
         if (n <= 0) {
           std::fprintf(stderr, "wren-bench: --sweep-batches: '%s' is not a positive number\n",
                        b.c_str());

@@ -5,11 +5,13 @@
 // workspace argument. Ops are queued on one stream in call order; synchronize() waits and turns
 // a device error into a Status (under the emulator every launch has already run, and the first
 // fault of a kernel is recorded with its kernel, block and thread: emu::take_error()).
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "batch_norm.h"
@@ -27,6 +29,30 @@
 namespace wren::WREN_KERNELS_NS {
 namespace {
 
+// Device bytes allocated through the backend (parameters, arena, optimizer state, dataset,
+// scratch), now and at the peak: benchmarks report the peak beside their timings. Not counted:
+// the CUDA context, and cuBLAS's handle and workspace (--linear cublas).
+class AllocationCount {
+ public:
+  void added(void* p, size_t bytes) {
+    if (!p) return;
+    sizes_[p] = bytes;
+    current_ += bytes;
+    peak_ = std::max(peak_, current_);
+  }
+  void removed(void* p) {
+    auto it = sizes_.find(p);
+    if (it == sizes_.end()) return;
+    current_ -= it->second;
+    sizes_.erase(it);
+  }
+  size_t peak_bytes() const { return peak_; }
+
+ private:
+  std::unordered_map<void*, size_t> sizes_;
+  size_t current_ = 0, peak_ = 0;
+};
+
 // --- memory and errors: the only code that differs between the two devices -------------------
 #if defined(__CUDACC__)
 constexpr Device kDevice = Device::kCuda;
@@ -35,7 +61,7 @@ std::string cuda_message(cudaError_t e) {
   return std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
 }
 
-class Memory {
+class Memory : public AllocationCount {
  public:
   Memory() {
     if (cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking) != cudaSuccess) {
@@ -53,9 +79,13 @@ class Memory {
       cudaGetLastError();  // out of memory is reported by the caller, not sticky
       return nullptr;
     }
+    added(p, bytes);
     return p;
   }
-  void release(void* p) { cudaFree(p); }
+  void release(void* p) {
+    removed(p);
+    cudaFree(p);
+  }
   // Pageable host memory: the copies are synchronous with respect to the host buffer.
   void upload(void* dst, const void* src, size_t bytes) {
     cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_);
@@ -80,11 +110,18 @@ class Memory {
 #else
 constexpr Device kDevice = Device::kEmu;
 
-class Memory {
+class Memory : public AllocationCount {
  public:
   StreamHandle stream() const { return nullptr; }
-  void* allocate(size_t bytes) { return emu::malloc(bytes); }
-  void release(void* p) { emu::free(p); }
+  void* allocate(size_t bytes) {
+    void* p = emu::malloc(bytes);
+    added(p, bytes);
+    return p;
+  }
+  void release(void* p) {
+    removed(p);
+    emu::free(p);
+  }
   void upload(void* dst, const void* src, size_t bytes) { emu::memcpy(dst, src, bytes); }
   void download(void* dst, const void* src, size_t bytes) { emu::memcpy(dst, src, bytes); }
   void fill_zero(void* dst, size_t bytes) {
@@ -400,6 +437,7 @@ class KernelBackend final : public Backend<float> {
   }
   void fill_zero(void* dst, size_t bytes) override { memory_.fill_zero(dst, bytes); }
   void* native_stream() const override { return memory_.stream(); }
+  size_t peak_allocated_bytes() const override { return memory_.peak_bytes(); }
   Status synchronize() override {
     if (std::string e = memory_.synchronize(); !e.empty()) return device_error(e);
 #if defined(__CUDACC__)

@@ -242,6 +242,8 @@ void print_summary(const wren::TrainResult& r) {
               r.images_per_second);
   if (r.best_val_accuracy >= 0) std::printf(", best val acc %.4f", r.best_val_accuracy);
   if (r.final_test) std::printf(", test acc %.4f", r.final_test->accuracy);
+  if (r.device_peak_bytes > 0)
+    std::printf(", device memory peak %.1f MiB", static_cast<double>(r.device_peak_bytes) / 1048576.0);
   std::printf("\nrun directory: %s\n", r.out_dir.c_str());
 }
 

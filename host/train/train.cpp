@@ -768,6 +768,7 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
       state.epoch_batch = b + 1;
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       train_seconds += dt;
+      result.step_seconds.push_back(dt);
       trained_images += config.batch;
       progress.update(epoch, total_epochs, state.step, loss, config.batch / dt);
       if (state.step % config.log_every == 0 || state.step == 1) {
@@ -877,6 +878,7 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
   progress.finish();
   result.steps = state.step;
   result.images_per_second = trained_images / std::max(train_seconds, 1e-9);
+  result.device_peak_bytes = ex.backend().peak_allocated_bytes();
   return result;
 }
 

@@ -92,6 +92,9 @@ class Backend {
   // CUDA events on it): the cudaStream_t on the cuda device; nullptr on cpu and emu, whose ops
   // have run by the time synchronize() returns.
   virtual void* native_stream() const { return nullptr; }
+  // The most device memory this backend held at once through allocate() and its optimizer and
+  // batcher, in bytes (cuda, emu); 0 on the cpu, whose memory is the process's (peak RSS).
+  virtual size_t peak_allocated_bytes() const { return 0; }
 
   // --- scratch beyond the conv workspace ------------------------------------------------------
   // Bytes of device scratch an op needs (kernels with multi-block reductions); the executor

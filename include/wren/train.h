@@ -105,6 +105,11 @@ struct TrainResult {
   double best_val_accuracy = -1.0;  // -1: no validation split
   std::optional<EvalResult> final_test{};
   double images_per_second = 0.0;  // training steps only
+  // Wall seconds of each training step of this invocation, in order (batch, forward, backward,
+  // optimizer, the loss read that checks it is finite): `wren-bench train` takes its medians
+  // from these.
+  std::vector<double> step_seconds{};
+  size_t device_peak_bytes = 0;  // Backend::peak_allocated_bytes() at the end (0 on the cpu)
 };
 
 // Trains; `log` receives human-readable notes (device choice, dataset, summary); the progress
