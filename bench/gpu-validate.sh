@@ -115,6 +115,12 @@ if want env; then
 fi
 
 q() { ((quick)) && echo "$1" || echo "$2"; }
+# emu dry runs evaluate on a small validation split and skip the test set (the emulator is slow).
+small_eval=(); [[ $device == emu ]] && small_eval=(--val 256 --no-test)
+# The PyTorch peers need a python3 with torch; without one their stages are recorded as skipped.
+have_torch=1
+"${WREN_PYTHON:-python3}" -c 'import torch' >/dev/null 2>&1 || have_torch=0
+skip_stage() { printf '%s\tskipped\t0\t%s\n' "$1" "$2" >> "$summary"; echo "--- $1: skipped ($2)"; }
 
 # --- tests: every case that runs on the device (the cpu and emu cases ran in CI) ---------------
 gpu_filter='*Cuda*:*cuda*:CublasLinear.*'
@@ -169,11 +175,11 @@ fi
 
 # --- training: a CUDA-graph run and an op-by-op run give the same losses; the train benchmark --
 if want train; then
-  steps=$(q 20 200); [[ $device == emu ]] && steps=10
+  steps=$(q 20 200); [[ $device == emu ]] && steps=4
   for graph in on off; do
     run_stage "train-graph-$graph" 120 "$bin/wren" train --device "$device" --data-dir "$data" \
       --steps "$steps" --batch 128 --cuda-graph "$graph" --log-every 10 --no-progress --no-test \
-      --out "$out/runs/graph-$graph"
+      "${small_eval[@]}" --out "$out/runs/graph-$graph"
   done
   if cmp -s <(grep -o '"loss":[^,]*' "$out/runs/graph-on/metrics.jsonl" 2>/dev/null) \
             <(grep -o '"loss":[^,]*' "$out/runs/graph-off/metrics.jsonl" 2>/dev/null) &&
@@ -190,7 +196,10 @@ fi
 
 # --- PyTorch peers: the same networks and optimizer, eager / CUDA graph / torch.compile ---------
 peers_py=("${WREN_PYTHON:-python3}" "$repo/bench/peers/torch_train.py")  # WREN_PYTHON: a python3 with torch
-if want peers; then
+if want peers && ((!have_torch)); then
+  skip_stage peers-throughput "${WREN_PYTHON:-python3} has no torch"
+  skip_stage peers-compile "${WREN_PYTHON:-python3} has no torch"
+elif want peers; then
   pdev=cuda; [[ $device == emu ]] && pdev=cpu
   pq=(--batch 32 128 512 --steps 30 --repeats 3 --warmup 5 --cuda-graphs)
   [[ $device == emu || $quick == 1 ]] && pq=(--batch 8 --steps 3 --repeats 2 --warmup 1 --threads 2)
@@ -204,9 +213,9 @@ fi
 
 # --- the README's main job: `wren train` with its defaults (ref-cnn, 5 epochs) on this device ----
 if want main; then
-  epochs=5; [[ $device == emu || $quick == 1 ]] && epochs=0.02
+  epochs=5; [[ $device == emu || $quick == 1 ]] && epochs=0.01
   run_stage main-job "$(q 60 120)" "$bin/wren" train --device "$device" --data-dir "$data" \
-    --epochs "$epochs" --no-progress --out "$out/runs/main-job"
+    --epochs "$epochs" --no-progress "${small_eval[@]}" --out "$out/runs/main-job"
 fi
 
 # --- time to accuracy: Fashion-MNIST to 92% and 93% test accuracy, same recipe both sides -------
@@ -222,7 +231,8 @@ if want tta; then
     --model "$tta_model" --epochs "$tta_epochs" --no-progress --out "$out/runs/tta-wren"
   cp "$out/runs/tta-wren/metrics.jsonl" "$out/tta-wren-$tta_model.jsonl" 2>/dev/null
   pdev=cuda; [[ $device == emu ]] && pdev=cpu
-  run_stage "tta-torch-$tta_model" "$(q 60 150)" bash -c "${peers_py[*]} tta --device $pdev \
+  ((have_torch)) || skip_stage "tta-torch-$tta_model" "${WREN_PYTHON:-python3} has no torch"
+  ((have_torch)) && run_stage "tta-torch-$tta_model" "$(q 60 150)" bash -c "${peers_py[*]} tta --device $pdev \
     --data-dir '$data' --model $tta_model --epochs $tta_epochs --targets 0.92 0.93 --no-early-stop \
     --max-seconds $(q 40 120) > '$out/tta-torch-$tta_model.jsonl'"
 fi

@@ -617,6 +617,29 @@ def check_section(root, st):
 # compute-sanitizer
 # ------------------------------------------------------------------------------------------------
 
+def main_job_section(root, st):
+    """The README's main job (`wren train` with its defaults) on this device: its summary."""
+    md = ["## Main job (`wren train`, defaults: ref-cnn, 5 epochs)", ""]
+    text = read_text(os.path.join(root, "main-job.log"))
+    if text is None:
+        md.append(st.why_missing("main-job.log", "main-job"))
+        return md, {}
+    epochs = re.findall(r"^epoch (\d+)/(\d+): train loss (\S+) acc (\S+), val acc (\S+), "
+                        r"test acc (\S+) \((\S+) s\)", text, re.M)
+    summary = re.search(r"^trained (\d+) steps at (\d+) img/s.*$", text, re.M)
+    data = {"stage_status": st.status("main-job"),
+            "epochs": [{"epoch": int(e), "train_loss": float(l), "train_acc": float(a),
+                        "val_acc": float(v), "test_acc": float(t), "seconds": float(sec)}
+                       for e, _, l, a, v, t, sec in epochs],
+            "summary": summary.group(0) if summary else None}
+    if epochs:
+        md += md_table(["epoch", "train loss", "val acc", "test acc", "seconds"],
+                       [[e, l, v, t, sec] for e, _, l, _a, v, t, sec in epochs])
+    md += ["", f"`{data['summary']}`" if data["summary"] else "No summary line (the run did not finish).",
+           f"(stage `main-job`: {describe_status(data['stage_status'])})"]
+    return md, data
+
+
 def sanitize_section(root, st):
     md = ["## compute-sanitizer", ""]
     names = set()
@@ -636,10 +659,13 @@ def sanitize_section(root, st):
              "failed_tests": [], "last_test": None}
         if text is not None:
             m = None
-            for m in re.finditer(r"ERROR SUMMARY: (\d+) error", text):
+            # memcheck/synccheck: "ERROR SUMMARY: N errors"; racecheck: "RACECHECK SUMMARY:
+            # N hazards displayed (E errors, W warnings)" (errors = E).
+            for m in re.finditer(r"(?:ERROR SUMMARY: (\d+) error|RACECHECK SUMMARY: \d+ hazards? "
+                                 r"displayed \((\d+) errors?)", text):
                 pass
             if m:
-                e["errors"] = int(m.group(1))
+                e["errors"] = int(m.group(1) or m.group(2))
                 e["finished"] = True
             mp = re.search(r"^\[  PASSED  \] (\d+) tests?\.", text, re.M)
             mf = re.search(r"^\[  FAILED  \] (\d+) tests?, listed below", text, re.M)
@@ -1301,6 +1327,7 @@ def build(root, md_path):
                     ("sanitizers", lambda: sanitize_section(root, st)),
                     ("kernels", lambda: kernels_section(root, st, md_dir, plotter, plot_error)),
                     ("training", lambda: train_section(root, st)),
+                    ("main_job", lambda: main_job_section(root, st)),
                     ("tta", lambda: tta_section(root, st))):
         try:
             part, data = fn()
@@ -1339,6 +1366,7 @@ def build(root, md_path):
         "sanitizers": sections["sanitizers"],
         "kernels": sections["kernels"],
         "training": sections["training"],
+        "main_job": sections["main_job"],
         "tta": sections["tta"],
         "commands": st.commands_text,
     }

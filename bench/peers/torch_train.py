@@ -557,6 +557,29 @@ def cmd_throughput(args):
 # tta: time to accuracy
 # ------------------------------------------------------------------------------------------------
 
+def augment(u8, flip, crop, gen):
+    """Wren's training augmentation (docs/DATA.md) on a uint8 batch [B, C, H, W], on its device:
+    a random H x W crop of the image zero-padded by `crop` pixels (offsets uniform in
+    [0, 2*crop], the padding the raw byte 0), then a horizontal flip with probability 1/2 (as
+    torchvision's crop-then-flip). The same distribution as Wren's, not Wren's Philox draws."""
+    b, c, h, w = u8.shape
+    dev = u8.device
+    if crop:
+        padded = torch.zeros((b, c, h + 2 * crop, w + 2 * crop), dtype=u8.dtype, device=dev)
+        padded[:, :, crop:crop + h, crop:crop + w] = u8
+        oy = torch.randint(0, 2 * crop + 1, (b,), device=dev, generator=gen)
+        ox = torch.randint(0, 2 * crop + 1, (b,), device=dev, generator=gen)
+        rows = torch.arange(h, device=dev)[None, :] + oy[:, None]  # [B, H]
+        cols = torch.arange(w, device=dev)[None, :] + ox[:, None]  # [B, W]
+        u8 = padded[torch.arange(b, device=dev)[:, None, None, None],
+                    torch.arange(c, device=dev)[None, :, None, None],
+                    rows[:, None, :, None], cols[:, None, None, :]]
+    if flip:
+        mirror = torch.rand((b,), device=dev, generator=gen) < 0.5
+        u8 = torch.where(mirror[:, None, None, None], u8.flip(3), u8)
+    return u8
+
+
 class DeviceData:
     """One split held on the device as uint8 [N, C, H, W] plus int64 labels; batches are
     gathered and normalized on the device."""
@@ -575,9 +598,11 @@ class DeviceData:
         # Wren's value = (x / 255 - mean[c]) / std[c], in float
         return u8.float().div_(255.0).sub_(self.mean).div_(self.std)
 
-    def batch(self, index):
-        images = self.normalize(self.images.index_select(0, index))
-        return images, self.labels.index_select(0, index)
+    def batch(self, index, flip=False, crop=0, gen=None):
+        u8 = self.images.index_select(0, index)
+        if flip or crop:
+            u8 = augment(u8, flip, crop, gen)
+        return self.normalize(u8), self.labels.index_select(0, index)
 
     def slice(self, start, stop):
         return self.normalize(self.images[start:stop]), self.labels[start:stop]
@@ -672,9 +697,10 @@ def cmd_tta(args):
               "warmup_steps": warmup, "warmup_start_factor": args.warmup_start_factor,
               "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
               "epochs": total_steps / steps_per_epoch, "batch": args.batch, "seed": args.seed,
+              "augment": {"flip": args.flip, "crop": args.crop},
               "train_images": len(train_idx), "val_images": val_count,
               "test_images": len(test), "norm_mean": [round(m, 7) for m in mean],
-              "norm_std": [round(s, 7) for s in std], "augment": None,
+              "norm_std": [round(s, 7) for s in std],
               "label_smoothing": 0.0, "mode": args.mode}
     if sched == "onecycle":
         recipe.update(pct_start=args.pct_start, div_factor=args.div_factor,
@@ -763,7 +789,7 @@ def cmd_tta(args):
         if pos == 0:
             order = train_index_order(len(train), device, gen, args.no_shuffle)
         idx = order[pos * args.batch:(pos + 1) * args.batch]
-        x, y = train.batch(idx)
+        x, y = train.batch(idx, args.flip, args.crop, gen)
         lr = schedule.lr(step)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -889,6 +915,10 @@ def main(argv=None):
     tt.add_argument("--val", type=int, default=-1,
                     help="validation images held out of the training set (-1: 1/12, as Wren)")
     tt.add_argument("--no-shuffle", action="store_true", help="keep the training set in order")
+    tt.add_argument("--flip", action="store_true",
+                    help="augment: random horizontal flip (as wren train --flip)")
+    tt.add_argument("--crop", type=int, default=0,
+                    help="augment: random crop after zero padding by N pixels (wren --crop N)")
     tt.add_argument("--sched", default=None, choices=["cosine", "onecycle", "linear", "constant"],
                     help="LR schedule (default cosine with a 1-epoch warmup)")
     tt.add_argument("--warmup-epochs", type=float, default=None,
