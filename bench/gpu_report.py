@@ -764,6 +764,17 @@ def load_plotter():
     return mod
 
 
+def load_train_plotter():
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "plot_train.py")
+    if not os.path.isfile(path):
+        return None
+    spec = importlib.util.spec_from_file_location("wren_plot_train", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def kernels_section(root, st, md_dir, plotter, plot_error):
     md = ["## Kernels", ""]
     files = kernel_files(root)
@@ -891,7 +902,7 @@ def kernels_section(root, st, md_dir, plotter, plot_error):
 # Training throughput
 # ------------------------------------------------------------------------------------------------
 
-def train_section(root, st):
+def train_section(root, st, md_dir=None):
     md = ["## Training throughput", ""]
     data = {"rows": [], "notes": []}
     notes = []
@@ -931,6 +942,16 @@ def train_section(root, st):
         md += notes or ["No training benchmark ran."]
         data["notes"] = notes
         return md, data
+    # The plot (bench/plot_train.py beside this script), right under the heading.
+    try:
+        tplot = load_train_plotter()
+        svg = tplot.write_svg(root, os.path.join(root, "train.svg")) if tplot else None
+        if svg:
+            rel = os.path.relpath(svg, md_dir) if md_dir else os.path.basename(svg)
+            md += [f"![training throughput: Wren vs PyTorch]({rel})", ""]
+            data["svg"] = os.path.basename(svg)
+    except Exception as e:  # noqa: BLE001 - a plot failure must not stop the report
+        md += [f"(Training plot failed: {e}.)", ""]
 
     keys, seen = [], set()
 
@@ -1288,7 +1309,7 @@ def build(root, md_path):
     gpu = env.get("gpu") or "unknown GPU"
     date = env.get("date") or "date unknown"
     day = date[:10] if re.match(r"^\d{4}-\d\d-\d\d", date) else date
-    md = [f"# Wren GPU validation: {gpu}, {day}", ""]
+    md = [f"# Wren validation and benchmarks: {gpu}, {day}", ""]
     facts = [f"commit **{env.get('commit') or 'unknown'}**" +
              (f" ({env['commit_source']})" if env.get("commit_source") and
               env["commit_source"] != "build_info.txt" else ""),
@@ -1326,7 +1347,7 @@ def build(root, md_path):
                     ("check", lambda: check_section(root, st)),
                     ("sanitizers", lambda: sanitize_section(root, st)),
                     ("kernels", lambda: kernels_section(root, st, md_dir, plotter, plot_error)),
-                    ("training", lambda: train_section(root, st)),
+                    ("training", lambda: train_section(root, st, md_dir)),
                     ("main_job", lambda: main_job_section(root, st)),
                     ("tta", lambda: tta_section(root, st))):
         try:
@@ -1358,7 +1379,7 @@ def build(root, md_path):
                          "date": datetime.datetime.now(datetime.timezone.utc)
                          .strftime("%Y-%m-%dT%H:%M:%SZ"),
                          "report_dir": os.path.abspath(root)},
-        "title": f"Wren GPU validation: {gpu}, {day}",
+        "title": f"Wren validation and benchmarks: {gpu}, {day}",
         "env": env_json,
         "stages": sections["stages"],
         "tests": sections["tests"],
