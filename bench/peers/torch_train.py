@@ -189,7 +189,8 @@ def make_optimizer(model, args, capturable=False):
     if args.opt == "sgd":
         if capturable:
             raise UsageError("--cuda-graphs needs --opt adam or adamw (capturable)")
-        return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, **kw)
+        return torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum,
+                               nesterov=args.nesterov, **kw)
     kw.update(lr=args.lr, betas=(args.beta1, args.beta2), eps=args.eps)
     if capturable:
         kw["capturable"] = True
@@ -874,6 +875,7 @@ def add_common(p):
     p.add_argument("--beta2", type=float, default=0.999)
     p.add_argument("--eps", type=float, default=1e-8)
     p.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
+    p.add_argument("--nesterov", action="store_true", help="SGD Nesterov momentum (as wren --nesterov)")
 
 
 def main(argv=None):
