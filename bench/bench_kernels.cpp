@@ -29,7 +29,6 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -997,15 +996,10 @@ int run_kernels(const KernelsOptions& o) {
       row["allocated_mib"] = r.alloc_mib;
       j["rows"].push_back(row);
     }
-    std::ofstream f(o.json_path);
-    f << j.dump(2) << "\n";
-    if (!f) {
-      std::fprintf(stderr, "wren-bench: cannot write %s\n", o.json_path.c_str());
-      failed = true;
-    }
+    failed |= !write_output(o.json_path, j.dump(2) + "\n");
   }
   if (!o.csv_path.empty()) {
-    std::ofstream f(o.csv_path);
+    std::ostringstream f;
     f << "device,device_name,math,date,family,set,layer,shape,pass,batch,flops,bytes,reps,"
          "median_ms,min_ms,p90_ms,gflops,gbs,bound,pct_of_ceiling,peer,peer_median_ms,"
          "ratio_vs_peer,peer_note,peak_rss_mib,device_used_mib,allocated_mib,error,command\n";
@@ -1024,10 +1018,7 @@ int run_kernels(const KernelsOptions& o) {
         << fmt(r.rss_mib, 1) << ',' << (r.device_mib >= 0 ? fmt(r.device_mib, 1) : "") << ','
         << fmt(r.alloc_mib, 1) << ',' << csv_field(r.error) << ',' << csv_field(o.command) << "\n";
     }
-    if (!f) {
-      std::fprintf(stderr, "wren-bench: cannot write %s\n", o.csv_path.c_str());
-      failed = true;
-    }
+    failed |= !write_output(o.csv_path, f.str());
   }
   return failed ? 1 : 0;
 }

@@ -501,4 +501,13 @@ std::string csv_field(const std::string& s) {
   return out + "\"";
 }
 
+bool write_output(const std::string& path, const std::string& text) {
+  std::ofstream f(path);
+  f << text;
+  f.close();
+  if (f) return true;
+  std::fprintf(stderr, "wren-bench: cannot write %s\n", path.c_str());
+  return false;
+}
+
 }  // namespace wren::bench

@@ -97,5 +97,7 @@ std::string iso_date();                        // now, UTC: 2026-11-26T00:20:16Z
 std::string fmt(double v, int precision);      // printf("%.*f")
 std::string pad(std::string s, size_t width, bool right = false);
 std::string csv_field(const std::string& s);  // quoted when it holds , " or a newline
+// Writes `text` to `path` (a --json / --csv output); false, with a line on stderr, if it cannot.
+bool write_output(const std::string& path, const std::string& text);
 
 }  // namespace wren::bench

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -261,15 +262,10 @@ int run_train_bench(const TrainBenchOptions& o) {
       }
       j["rows"].push_back(row);
     }
-    std::ofstream f(o.json_path);
-    f << j.dump(2) << "\n";
-    if (!f) {
-      std::fprintf(stderr, "wren-bench: cannot write %s\n", o.json_path.c_str());
-      failed = true;
-    }
+    failed |= !write_output(o.json_path, j.dump(2) + "\n");
   }
   if (!o.csv_path.empty()) {
-    std::ofstream f(o.csv_path);
+    std::ostringstream f;
     f << "device,device_name,math,date,model,batch,cuda_graph,steps,median_ms,p10_ms,p90_ms,"
          "mean_ms,img_per_s,img_per_s_mean,device_peak_mib,peak_rss_mib,error,command\n";
     const std::string date = iso_date();
@@ -283,10 +279,7 @@ int run_train_bench(const TrainBenchOptions& o) {
         << (ok && r.device_peak_mib >= 0 ? fmt(r.device_peak_mib, 1) : "") << ','
         << fmt(r.rss_mib, 1) << ',' << csv_field(r.error) << ',' << csv_field(o.command) << "\n";
     }
-    if (!f) {
-      std::fprintf(stderr, "wren-bench: cannot write %s\n", o.csv_path.c_str());
-      failed = true;
-    }
+    failed |= !write_output(o.csv_path, f.str());
   }
   return failed ? 1 : 0;
 }

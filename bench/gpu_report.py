@@ -753,26 +753,24 @@ def kernels_summary(rows):
     return out
 
 
-def load_plotter():
+def load_module(file_name, module_name):
+    """A plot module beside this file, loaded by path (None when it is not there)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    path = os.path.join(here, "plot_kernels.py")
+    path = os.path.join(here, file_name)
     if not os.path.isfile(path):
         return None
-    spec = importlib.util.spec_from_file_location("wren_plot_kernels", path)
+    spec = importlib.util.spec_from_file_location(module_name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def load_plotter():
+    return load_module("plot_kernels.py", "wren_plot_kernels")
 
 
 def load_train_plotter():
-    here = os.path.dirname(os.path.abspath(__file__))
-    path = os.path.join(here, "plot_train.py")
-    if not os.path.isfile(path):
-        return None
-    spec = importlib.util.spec_from_file_location("wren_plot_train", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_module("plot_train.py", "wren_plot_train")
 
 
 def kernels_section(root, st, md_dir, plotter, plot_error):

@@ -99,7 +99,16 @@ def row_label(row, multi_batch):
 
 
 def _clip_label(text, max_chars):
+    text = str(text)
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+
+def write_text(out_path, text):
+    """Writes `text` to `out_path` through a temporary file and a rename (no torn SVG)."""
+    tmp = out_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, out_path)
 
 
 def group_rows(rows):
@@ -294,11 +303,7 @@ def write_svg(json_path, out_path=None):
         raise ValueError(f"{json_path}: not a JSON object")
     if out_path is None:
         out_path = os.path.splitext(json_path)[0] + ".svg"
-    svg = render_svg(data, os.path.basename(json_path))
-    tmp = out_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(svg)
-    os.replace(tmp, out_path)
+    write_text(out_path, render_svg(data, os.path.basename(json_path)))
     return out_path
 
 

@@ -24,6 +24,10 @@ import os
 import sys
 from xml.sax.saxutils import escape
 
+# Shared with the kernel plot (this folder; the report loads this file by path, so say where).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plot_kernels import _clip_label, _num, write_text  # noqa: E402
+
 WIDTH = 1000
 LABEL_W = 150        # the group label column
 MARGIN_L = 12
@@ -51,14 +55,6 @@ SERIES = [
     ("compile+cudagraph", "PyTorch compile + CUDA graph", "#2e7d32"),
 ]
 PEER_FILES = ("peers-throughput.jsonl", "peers-compile.jsonl")
-
-
-def _num(x):
-    """x as a finite float, or None (null, strings, NaN, infinities)."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def fmt_si(x):
@@ -100,11 +96,6 @@ def nice_ticks(vmax, target=6):
             break
     top = math.ceil(vmax / step - 1e-9) * step
     return top, step
-
-
-def _clip(text, n):
-    text = str(text)
-    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def _read_jsonl(path):
@@ -247,17 +238,17 @@ def render_svg(d):
       f'viewBox="0 0 {WIDTH} {height}" {FONT} font-size="10">')
     w(f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="white"/>')
     w(f'<text x="{MARGIN_L}" y="20" font-size="14" font-weight="bold" fill="{COLOR_TEXT}">'
-      f'{escape(_clip(title, 130))}</text>')
+      f'{escape(_clip_label(title, 130))}</text>')
     y = 20
     for s in subs:
         y += 15
         w(f'<text x="{MARGIN_L}" y="{y}" font-size="10.5" fill="{COLOR_MUTED}">'
-          f'{escape(_clip(s, 170))}</text>')
+          f'{escape(_clip_label(s, 170))}</text>')
     if warn:
         y += 15
         wc = COLOR_WARN if warn.startswith("EMULATOR") else COLOR_MUTED
         w(f'<text x="{MARGIN_L}" y="{y}" font-size="10.5" fill="{wc}">'
-          f'{escape(_clip(warn, 170))}</text>')
+          f'{escape(_clip_label(warn, 170))}</text>')
 
     # Legend: one column per side (Wren, PyTorch eager, PyTorch compile), a series keeps its
     # place whichever others are missing.
@@ -306,7 +297,7 @@ def render_svg(d):
         gh = group_h[gi]
         mid = y - 4 + gh / 2
         w(f'<text x="{MARGIN_L + 4}" y="{mid - 2:.1f}" font-size="11" font-weight="bold" '
-          f'fill="{COLOR_TEXT}">{escape(_clip(k[0], 22))}</text>')
+          f'fill="{COLOR_TEXT}">{escape(_clip_label(k[0], 22))}</text>')
         w(f'<text x="{MARGIN_L + 4}" y="{mid + 11:.1f}" fill="{COLOR_MUTED}">'
           f'batch {escape(str(k[1]))}</text>')
         by = y
@@ -317,7 +308,7 @@ def render_svg(d):
             cy = by + BAR_H / 2 + 3.5
             if e.get("error"):
                 w(f'<text x="{x0 + 4}" y="{cy:.1f}" fill="{COLOR_WARN}">'
-                  f'{escape(_clip(name + ": error: " + e["error"], 110))}</text>')
+                  f'{escape(_clip_label(name + ": error: " + e["error"], 110))}</text>')
             elif e.get("v") is None:
                 w(f'<text x="{x0 + 4}" y="{cy:.1f}" fill="{COLOR_MUTED}">'
                   f'{escape(name)}: no figure</text>')
@@ -346,11 +337,7 @@ def write_svg(report_dir, out_path=None):
         return None
     if out_path is None:
         out_path = os.path.join(report_dir, "train.svg")
-    svg = render_svg(d)
-    tmp = out_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(svg)
-    os.replace(tmp, out_path)
+    write_text(out_path, render_svg(d))
     return out_path
 
 
