@@ -168,7 +168,8 @@ Status Executor<T>::plan() {
                  "executor: out of " + std::string(to_string(backend_->device())) +
                      " memory allocating " +
                      std::to_string((2 * param_bytes + buffer_bytes + arena_bytes_) >> 20) +
-                     " MiB for batch size " + std::to_string(batch_));
+                     " MiB for batch size " + std::to_string(batch_) +
+                     " (weights, gradients and activations); a smaller --batch needs less");
   // Zeroed once so that parameters off the loss path report zero gradients.
   backend_->fill_zero(grads_, param_bytes);
   backend_->fill_zero(arena_, arena_bytes_);

@@ -333,7 +333,9 @@ class KernelBatcher final : public DeviceBatcher {
       return Error(ErrorCode::kUnavailable,
                    "device data: out of " + std::string(to_string(kDevice)) +
                        " memory holding " + dataset.source + " (" +
-                       std::to_string(dataset.pixels.size() >> 20) + " MiB as uint8)");
+                       std::to_string(dataset.pixels.size() >> 20) +
+                       " MiB as uint8, on the device for the whole run): a device with more "
+                       "memory, a smaller model or batch, or --device cpu");
     if (!dataset.pixels.empty()) memory_.upload(images, dataset.pixels.data(), dataset.pixels.size());
     if (!dataset.labels.empty())
       memory_.upload(labels, dataset.labels.data(), dataset.labels.size() * sizeof(int32_t));

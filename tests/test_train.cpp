@@ -322,7 +322,8 @@ TEST_F(TrainTest, BadCheckpointsAreRefusedNamingTheTensor) {
     }
   }
   const std::string reshaped = (root_ / "reshaped.safetensors").string();
-  ASSERT_TRUE(write_safetensors(reshaped, tensors, file->metadata()).ok());
+  // Checksums recomputed: a well-formed file with the wrong content (another tool's export).
+  ASSERT_TRUE(write_safetensors(reshaped, tensors, with_checksums(tensors, file->metadata())).ok());
   TrainConfig b = small_config("b");
   b.init_from = reshaped;
   auto r = train(b, quiet_log());
@@ -333,7 +334,7 @@ TEST_F(TrainTest, BadCheckpointsAreRefusedNamingTheTensor) {
   tensors = file->tensors();
   std::erase_if(tensors, [](const SafeTensor& t) { return t.name == "fc2.bias"; });
   const std::string missing = (root_ / "missing.safetensors").string();
-  ASSERT_TRUE(write_safetensors(missing, tensors, file->metadata()).ok());
+  ASSERT_TRUE(write_safetensors(missing, tensors, with_checksums(tensors, file->metadata())).ok());
   b = small_config("c");
   b.init_from = missing;
   r = train(b, quiet_log());
@@ -349,6 +350,60 @@ TEST_F(TrainTest, BadCheckpointsAreRefusedNamingTheTensor) {
   EXPECT_EQ(e.error().code(), ErrorCode::kDataError);
   EXPECT_NE(e.error().message().find("truncated.safetensors"), std::string::npos)
       << e.error().message();
+}
+
+// A flipped bit in a checkpoint's data is refused by every reader, naming the tensor; the
+// untouched checkpoint verifies.
+TEST_F(TrainTest, DamagedCheckpointsAreRefusedByTheirChecksums) {
+  TrainConfig a = small_config("a");
+  a.epochs = 1;
+  auto trained = train(a, quiet_log());
+  ASSERT_TRUE(trained) << trained.error().message();
+  const std::string good = a.out_dir + "/last.safetensors";
+  auto file = read_checkpoint_file(good);
+  ASSERT_TRUE(file) << file.error().message();
+  EXPECT_EQ(file->metadata_value("wren.format_version").value(), kCheckpointFormatVersion);
+  ASSERT_TRUE(file->metadata_value("wren.crc32"));
+
+  // The byte in the middle of conv2.weight's data: 8-byte size + header + the tensor's offset.
+  std::vector<uint8_t> bytes(fs::file_size(good));
+  std::ifstream(good, std::ios::binary).read(reinterpret_cast<char*>(bytes.data()),
+                                             static_cast<std::streamsize>(bytes.size()));
+  uint64_t header = 0;
+  std::memcpy(&header, bytes.data(), 8);
+  size_t offset = 8 + header;
+  for (const SafeTensor& t : file->tensors()) {
+    if (t.name == "conv2.weight") {
+      offset += t.bytes.size() / 2;
+      break;
+    }
+    offset += t.bytes.size();
+  }
+  bytes[offset] ^= 0x10;
+  const std::string damaged = (root_ / "damaged.safetensors").string();
+  std::ofstream(damaged, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(read_safetensors(damaged)) << "the file still parses: only the checksum sees it";
+
+  auto expect_refused = [&](const Error& e, const char* who) {
+    EXPECT_EQ(e.code(), ErrorCode::kDataError) << who;
+    EXPECT_NE(e.message().find("damaged.safetensors"), std::string::npos) << who << e.message();
+    EXPECT_NE(e.message().find("'conv2.weight' fails its CRC-32 check"), std::string::npos)
+        << who << ": " << e.message();
+  };
+  auto e = evaluate_checkpoint(damaged, "", Split::kTest, 32);
+  ASSERT_FALSE(e);
+  expect_refused(e.error(), "eval");
+  TrainConfig r = small_config("r");
+  r.resume = damaged;
+  auto resumed = train(r, quiet_log());
+  ASSERT_FALSE(resumed);
+  expect_refused(resumed.error(), "resume");
+  TrainConfig i = small_config("i");
+  i.init_from = damaged;
+  auto init = train(i, quiet_log());
+  ASSERT_FALSE(init);
+  expect_refused(init.error(), "init-from");
 }
 
 TEST_F(TrainTest, ErrorsNameTheirSource) {

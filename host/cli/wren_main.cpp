@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -250,7 +251,7 @@ void print_summary(const wren::TrainResult& r) {
 int run_train(TrainFlags& f, const std::string& resume) {
   if (!resume.empty()) {
     // Continue with the run's own config (flags other than --epochs/--steps do not apply).
-    auto file = wren::read_safetensors(resume);
+    auto file = wren::read_checkpoint_file(resume);
     if (!file) return fail("train", file.error().message());
     auto info = wren::read_checkpoint_info(*file);
     if (!info) return fail("train", info.error().message());
@@ -508,6 +509,10 @@ int run(int argc, char** argv) {
 // Errors are values in the library; an exception reaching here is a bug or a device fault (a
 // kernel launcher refusing its arguments): it still gets a one-line message, not an abort.
 int main(int argc, char** argv) {
+  // Past the file-size limit (ulimit -f) write(2) raises SIGXFSZ, whose default action kills
+  // the process mid-save; ignored, the write fails with EFBIG and the save reports it like a
+  // full disk (the previous checkpoint stays, the exit status is 1).
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

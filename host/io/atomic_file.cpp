@@ -1,6 +1,7 @@
 #include "wren/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,6 +33,11 @@ Error io_error(const std::string& path, const std::string& call, int err) {
 }
 
 std::string in_quotes(const std::string& s) { return "\"" + s + "\""; }
+
+// A fault injected at `step` with `kill` set ends the process here, like a crash.
+void die_if_killed_at(const AtomicWriteFault& fault, AtomicWriteStep step) {
+  if (fault.kill && fault.step == step) ::raise(SIGKILL);
+}
 
 std::string directory_of(const std::string& path) {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
@@ -72,6 +78,7 @@ Status write_file_atomic(const std::string& path, std::span<const uint8_t> bytes
                                 std::to_string(g_temp_sequence.fetch_add(1));
   const std::string temp_name = in_quotes(temp_path);
 
+  die_if_killed_at(fault, AtomicWriteStep::kOpen);
   if (fault.step == AtomicWriteStep::kOpen) {
     return io_error(path, "open(" + temp_name + ")" + kInjected, EIO);
   }
@@ -102,8 +109,10 @@ Status write_file_atomic(const std::string& path, std::span<const uint8_t> bytes
     }
     written += static_cast<size_t>(n);
   }
+  die_if_killed_at(fault, AtomicWriteStep::kWrite);
   if (fail_write) return io_error(path, "write(" + temp_name + ")" + kInjected, EIO);
 
+  die_if_killed_at(fault, AtomicWriteStep::kFsync);
   if (fault.step == AtomicWriteStep::kFsync) {
     return io_error(path, "fsync(" + temp_name + ")" + kInjected, EIO);
   }
@@ -118,6 +127,7 @@ Status write_file_atomic(const std::string& path, std::span<const uint8_t> bytes
   }
 
   const std::string rename_call = "rename(" + temp_name + ", " + in_quotes(path) + ")";
+  die_if_killed_at(fault, AtomicWriteStep::kRename);
   if (fault.step == AtomicWriteStep::kRename) return io_error(path, rename_call + kInjected, EIO);
   if (::rename(temp_path.c_str(), path.c_str()) != 0) {
     const int err = errno;
@@ -128,6 +138,7 @@ Status write_file_atomic(const std::string& path, std::span<const uint8_t> bytes
   // Until the directory is synced the rename may exist only in memory: after a power loss the
   // old file could reappear although the caller was told the write succeeded.
   const std::string directory = in_quotes(directory_of(path));
+  die_if_killed_at(fault, AtomicWriteStep::kDirectoryFsync);
   if (fault.step == AtomicWriteStep::kDirectoryFsync) {
     return io_error(path, "fsync(" + directory + ")" + kInjected + kNotDurable, EIO);
   }

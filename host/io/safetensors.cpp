@@ -471,6 +471,12 @@ Expected<SafeTensorsFile> parse_safetensors(std::span<const uint8_t> file_bytes,
     return data_error(path, "header is not valid UTF-8 at byte offset " +
                                 std::to_string(kHeaderSizeBytes + *bad));
   }
+  // JSON ends at the object; only the padding spaces may follow. A NUL would end the parse
+  // early for some JSON readers (and the reference loader refuses it as trailing characters).
+  if (const size_t nul = header.find('\0'); nul != std::string_view::npos) {
+    return data_error(path, "header holds a NUL byte at byte offset " +
+                                std::to_string(kHeaderSizeBytes + nul));
+  }
   // The reference loader reserves this check (InvalidHeaderStart); no writer emits anything
   // else, and it rules out a JSON value that is not an object early.
   if (header.empty() || header.front() != '{') {

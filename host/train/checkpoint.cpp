@@ -1,5 +1,9 @@
 #include "train/checkpoint.h"
 
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -35,7 +39,130 @@ Expected<int64_t> metadata_int(const SafeTensorsFile& file, const char* key) {
   }
 }
 
+constexpr char kChecksumKey[] = "wren.crc32";
+constexpr char kMetadataEntry[] = "__metadata__";
+
+uint32_t crc_update(uint32_t crc, const void* data, size_t bytes) {
+  // zlib takes uInt lengths; checkpoints' tensors can exceed 4 GiB in principle.
+  const auto* p = static_cast<const Bytef*>(data);
+  uLong c = crc;
+  while (bytes > 0) {
+    const auto n = static_cast<uInt>(std::min<size_t>(bytes, 1u << 30));
+    c = crc32(c, p, n);
+    p += n;
+    bytes -= n;
+  }
+  return static_cast<uint32_t>(c);
+}
+
+uint32_t crc_text(uint32_t crc, const std::string& text) {
+  crc = crc_update(crc, text.data(), text.size());
+  return crc_update(crc, "", 1);  // the terminating NUL separates fields
+}
+
+uint32_t tensor_crc(const SafeTensor& t) {
+  uint32_t crc = crc_text(0, to_string(t.dtype));
+  std::string dims;
+  for (int64_t d : t.shape) dims += std::to_string(d) + ",";
+  crc = crc_text(crc, dims);
+  return crc_update(crc, t.bytes.data(), t.bytes.size());
+}
+
+// Every metadata entry but the checksums themselves, in key order.
+uint32_t metadata_crc(const SafeMetadata& metadata) {
+  uint32_t crc = 0;
+  for (const auto& [key, value] : metadata) {
+    if (key == kChecksumKey) continue;
+    crc = crc_text(crc_text(crc, key), value);
+  }
+  return crc;
+}
+
+std::string hex8(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08x", v);
+  return buf;
+}
+
+Error damaged(const std::string& path, const std::string& what) {
+  return data_error(path + ": " + what +
+                    ": the file is damaged (a flipped bit or a torn copy) and is not loaded; "
+                    "restore it or use another checkpoint");
+}
+
 }  // namespace
+
+SafeMetadata with_checksums(std::span<const SafeTensor> tensors, SafeMetadata metadata) {
+  metadata.erase(kChecksumKey);
+  Json crcs = Json::object();
+  for (const SafeTensor& t : tensors) crcs[t.name] = hex8(tensor_crc(t));
+  crcs[kMetadataEntry] = hex8(metadata_crc(metadata));
+  metadata[kChecksumKey] = crcs.dump();
+  return metadata;
+}
+
+Status verify_checksums(const SafeTensorsFile& file) {
+  const std::string& path = file.path();
+  const auto found = file.metadata().find(kChecksumKey);
+  if (found == file.metadata().end()) {
+    // A Wren checkpoint of format 2+ always has them: their absence is damage, not age.
+    const auto version = file.metadata().find("wren.format_version");
+    if (version != file.metadata().end() && version->second != "1") {
+      return damaged(path, std::string("metadata '") + kChecksumKey + "' is missing");
+    }
+    return {};
+  }
+  Json crcs;
+  try {
+    crcs = Json::parse(found->second);
+  } catch (const Json::exception&) {
+    return damaged(path, std::string("metadata '") + kChecksumKey + "' is not valid JSON");
+  }
+  if (!crcs.is_object()) {
+    return damaged(path, std::string("metadata '") + kChecksumKey + "' is not an object");
+  }
+  const auto stored = [&](const std::string& name) -> std::string {
+    const auto it = crcs.find(name);
+    return it != crcs.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  const std::string meta_stored = stored(kMetadataEntry);
+  const std::string meta_computed = hex8(metadata_crc(file.metadata()));
+  if (meta_stored != meta_computed) {
+    return damaged(path, "the metadata fails its CRC-32 check (stored " +
+                             (meta_stored.empty() ? std::string("none") : meta_stored) +
+                             ", computed " + meta_computed + ")");
+  }
+  size_t checked = 0;
+  for (const SafeTensor& t : file.tensors()) {
+    const std::string s = stored(t.name);
+    if (s.empty()) {
+      return damaged(path, "tensor '" + t.name + "' has no checksum (a name changed?)");
+    }
+    const std::string computed = hex8(tensor_crc(t));
+    if (s != computed) {
+      return damaged(path, "tensor '" + t.name + "' fails its CRC-32 check (stored " + s +
+                               ", computed " + computed + ")");
+    }
+    ++checked;
+  }
+  if (checked + 1 != crcs.size()) {
+    for (const auto& [name, value] : crcs.items()) {
+      if (name != kMetadataEntry && !file.contains(name)) {
+        return damaged(path, "tensor '" + name + "' is listed in the checksums but missing");
+      }
+    }
+    return damaged(path, "the checksums list " + std::to_string(crcs.size() - 1) +
+                             " tensors, the file holds " + std::to_string(checked));
+  }
+  return {};
+}
+
+Expected<SafeTensorsFile> read_checkpoint_file(const std::string& path) {
+  auto file = read_safetensors(path);
+  if (!file) return file.error();
+  WREN_RETURN_IF_ERROR(verify_checksums(*file));
+  return file;
+}
 
 Status save_checkpoint(const std::string& path, Executor<float>& ex,
                        const Optimizer<float>& optimizer, const RunState& state,
@@ -78,7 +205,7 @@ Status save_checkpoint(const std::string& path, Executor<float>& ex,
                     {"wren.normalization", norm.dump()},
                     {"wren.input", input.dump()},
                     {"wren.executor_step", std::to_string(ex.step())}};
-  return write_safetensors(path, tensors, meta);
+  return write_safetensors(path, tensors, with_checksums(tensors, std::move(meta)));
 }
 
 Status load_weights(const SafeTensorsFile& file, Executor<float>& ex, bool require_buffers) {
@@ -110,14 +237,14 @@ Status load_weights(const SafeTensorsFile& file, Executor<float>& ex, bool requi
 }
 
 Status load_weights(const std::string& path, Executor<float>& ex, bool require_buffers) {
-  auto file = read_safetensors(path);
+  auto file = read_checkpoint_file(path);
   if (!file) return file.error();
   return load_weights(*file, ex, require_buffers);
 }
 
 Expected<RunState> load_checkpoint(const std::string& path, Executor<float>& ex,
                                    Optimizer<float>& optimizer) {
-  auto file = read_safetensors(path);
+  auto file = read_checkpoint_file(path);
   if (!file) return file.error();
   WREN_RETURN_IF_ERROR(load_weights(*file, ex, /*require_buffers=*/true));
   for (const std::string& s : optimizer.state_names()) {

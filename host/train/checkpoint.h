@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "wren/data.h"
@@ -35,7 +36,19 @@ struct CheckpointInfo {
   ModelInput input{};
 };
 
-inline constexpr char kCheckpointFormatVersion[] = "1";
+// 2: per-tensor and metadata checksums ("wren.crc32"); files of format 1 load without them.
+inline constexpr char kCheckpointFormatVersion[] = "2";
+
+// Checksums. "wren.crc32" in the metadata is a JSON object: each tensor's name -> the CRC-32
+// (zlib's) of its dtype, shape and bytes, and "__metadata__" -> the CRC-32 of every other
+// metadata key and value, each as 8 hex digits. A flipped bit or a torn copy anywhere in the
+// file is then refused on load, naming the tensor (or the metadata) that no longer matches.
+SafeMetadata with_checksums(std::span<const SafeTensor> tensors, SafeMetadata metadata);
+// ok when the file carries no "wren.crc32" and is not a Wren checkpoint of format 2 or later
+// (PyTorch's files, older checkpoints); else every tensor and the metadata must match.
+Status verify_checksums(const SafeTensorsFile& file);
+// read_safetensors + verify_checksums: what every reader of a checkpoint uses.
+Expected<SafeTensorsFile> read_checkpoint_file(const std::string& path);
 
 Status save_checkpoint(const std::string& path, Executor<float>& executor,
                        const Optimizer<float>& optimizer, const RunState& state,

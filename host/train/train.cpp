@@ -884,7 +884,7 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
 
 Expected<EvalResult> evaluate_checkpoint(const std::string& path, const std::string& data_dir,
                                          Split split, int batch, const std::string& device) {
-  auto file = read_safetensors(path);
+  auto file = read_checkpoint_file(path);
   if (!file) return file.error();
   auto info = read_checkpoint_info(*file);
   if (!info) return info.error();

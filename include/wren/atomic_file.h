@@ -36,6 +36,9 @@ struct AtomicWriteFault {
   AtomicWriteStep step = AtomicWriteStep::kNone;
   // For kWrite: how many bytes reach the temporary file before the write fails.
   size_t write_fails_after_bytes = 0;
+  // Instead of failing, the process dies there (SIGKILL, no cleanup, no destructors): a crash
+  // or power cut at that point, for tests that run the write in a forked child.
+  bool kill = false;
 };
 
 Status write_file_atomic(const std::string& path, std::span<const uint8_t> bytes,

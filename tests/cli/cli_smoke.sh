@@ -52,6 +52,23 @@ check "a second run into the same directory is refused" fails_with "already hold
   "$wren" train "${common[@]}" --steps 2 --out "$work/run"
 check "eval of a missing checkpoint" fails_with "$work/none.safetensors" "$wren" eval \
   "$work/none.safetensors"
+# A full disk while saving (the file-size limit stands in for it; it works as root): the save
+# fails with the operating system's reason and the path, the exit status is 1, and the
+# previous checkpoint of the run is untouched.
+cp "$work/run/last.safetensors" "$work/before.safetensors"
+check "a save that cannot be written is a clear error" fails_with "File too large" bash -c \
+  "ulimit -f 1024; exec '$wren' train --resume '$work/run/last.safetensors' --steps 20 --no-progress"
+check "the previous checkpoint survived the failed save" \
+  cmp -s "$work/before.safetensors" "$work/run/last.safetensors"
+# A data directory that cannot be read (not testable as root, which ignores permissions).
+if [[ $(id -u) -ne 0 ]]; then
+  mkdir -p "$work/locked" && cp "$data"/t10k-labels* "$work/locked/" && chmod 000 "$work/locked"
+  check "an unreadable data directory is named" fails_with "$work/locked" "$wren" train \
+    --data-dir "$work/locked" --steps 1 --no-progress --out "$work/x6"
+  chmod 755 "$work/locked"
+else
+  echo "skipped: unreadable data directory (running as root, which reads it anyway)"
+fi
 # The kernel devices: --device cuda without a GPU is a clear error; where the build has the
 # emulator, a few steps on emu, a resume of that run on the cpu, and `wren check`.
 if ! nvidia-smi -L >/dev/null 2>&1; then
@@ -66,6 +83,13 @@ if "$wren" check --device emu --batch 2 >"$work/check.txt" 2>&1; then
   check "resume the emu run on the cpu" "$wren" train --resume "$work/emu/last.safetensors" \
     --device cpu --no-progress
   check "the emu run reached step 4" bash -c "grep -q '\"step\":4' '$work/emu/metrics.jsonl'"
+  # A device too small (the emulator's memory limited): the model's buffers, then the dataset.
+  check "a batch that does not fit the device is a clear error" fails_with \
+    "out of emu memory allocating" env WREN_EMU_MEMORY_LIMIT=4M "$wren" train "${common[@]}" \
+    --device emu --steps 1 --batch 128 --out "$work/x7"
+  check "a dataset that does not fit the device is a clear error" fails_with \
+    "out of emu memory holding" env WREN_EMU_MEMORY_LIMIT=40M "$wren" train "${common[@]}" \
+    --device emu --steps 1 --batch 16 --out "$work/x8"
 elif grep -q "no SIMT emulator" "$work/check.txt"; then
   echo "skipped: this build has no emulator"
 else
