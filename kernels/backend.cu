@@ -155,6 +155,7 @@ class KernelOptimizer final : public DeviceOptimizer {
     fused_.l1 = config.l1;
     fused_.l1_decoupled = config.l1_mode == DecayMode::kDecoupled;
     fused_.clip_norm = config.clip_norm;
+    fused_.check_finite = config.check_finite;
     segment_count_ = static_cast<int32_t>(segments.size());
     host_segments_.reserve(segments.size());
     for (const ParamSegment& s : segments)
@@ -197,7 +198,7 @@ class KernelOptimizer final : public DeviceOptimizer {
 
   Status step(float* params, const float* grads, double lr) override {
     WREN_RETURN_IF_ERROR(set_lr(lr));
-    enqueue_step(params, grads);
+    enqueue_step(params, grads, nullptr);
     return finish_step();
   }
 
@@ -209,7 +210,7 @@ class KernelOptimizer final : public DeviceOptimizer {
     return {};
   }
 
-  void enqueue_step(float* params, const float* grads) override {
+  void enqueue_step(float* params, const float* grads, const float* loss) override {
     FusedOptimizerArgs args;
     args.params = params;
     args.grads = grads;
@@ -221,6 +222,7 @@ class KernelOptimizer final : public DeviceOptimizer {
     args.segment_count = segment_count_;
     args.scalars = scalars_;
     args.workspace = workspace_;
+    args.loss = loss;
     args.config = fused_;
     fused_optimizer_step(args, memory_.stream());
   }
@@ -231,13 +233,17 @@ class KernelOptimizer final : public DeviceOptimizer {
     FusedOptimScalars s{};
     memory_.download(&s, scalars_, sizeof(s));
     step_count_ = s.step_count;
-    last_norm_ = fused_.clip_norm > 0.0 ? s.grad_norm : std::nan("");
+    last_norm_ = fused_.clip_norm > 0.0 || fused_.check_finite ? s.grad_norm : std::nan("");
+    // s.status is the device's flag: nonzero when the kernel skipped the update.
     switch (s.status) {
       case 0: return {};
       case kFusedStatusBadNorm:
         return Error(ErrorCode::kNumericError,
                      at + ": the gradient norm is " + std::to_string(s.grad_norm) +
                          " (a non-finite gradient); the step was not applied");
+      case kFusedStatusBadLoss:
+        return Error(ErrorCode::kNumericError,
+                     at + ": the loss is not finite; the step was not applied");
       default:
         return invalid_argument(at + ": rejected by the device (status " +
                                 std::to_string(s.status) + ")");

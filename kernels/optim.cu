@@ -153,16 +153,17 @@ __global__ void grad_norm_finish_kernel(const double* partials, int blocks, doub
     if (norm_out != nullptr) *norm_out = norm;
     if (scalars != nullptr) {
       scalars->grad_norm = norm;
-      scalars->clip_scale = norm > clip_norm ? clip_norm / norm : 1.0;
+      // clip_norm 0: the norm is only checked (OptimizerConfig::check_finite), no scaling.
+      scalars->clip_scale = clip_norm > 0.0 && norm > clip_norm ? clip_norm / norm : 1.0;
     }
   }
 }
 
 // --- Prologue: the per-step scalars, in double, rounded once ------------------------------------
 __global__ void prologue_kernel(FusedOptimScalars* scalars, const FusedSegment* segments,
-                                int32_t segment_count, double weight_decay, double l1,
-                                double beta1, double beta2, bool clipping, StepHeader* header,
-                                SegCoeff* coeffs) {
+                                int32_t segment_count, double weight_decay, double l1, double beta1,
+                                double beta2, bool clipping, bool check_finite, const float* loss,
+                                StepHeader* header, SegCoeff* coeffs) {
   const double lr = scalars->lr;
   for (int k = static_cast<int>(threadIdx.x); k < segment_count; k += kPrologueThreads) {
     const FusedSegment seg = segments[k];
@@ -186,8 +187,10 @@ __global__ void prologue_kernel(FusedOptimScalars* scalars, const FusedSegment* 
       status = kFusedStatusBadStepCount;
     } else if (!(finite(lr) && lr >= 0.0)) {
       status = kFusedStatusBadLr;
-    } else if (clipping && !finite(scalars->grad_norm)) {
-      status = kFusedStatusBadNorm;
+    } else if ((clipping || check_finite) && !finite(scalars->grad_norm)) {
+      status = kFusedStatusBadNorm;  // a NaN or an infinity somewhere in the gradients
+    } else if (check_finite && loss != nullptr && !finite(static_cast<double>(*loss))) {
+      status = kFusedStatusBadLoss;
     }
     const double t = static_cast<double>(steps + 1);
     StepHeader h;
@@ -380,11 +383,14 @@ void fused_optimizer_step(const FusedOptimizerArgs& args, StreamHandle stream_ha
   auto* const partials = static_cast<double*>(static_cast<void*>(base + 64 + coeff_bytes));
 
   const bool clipping = c.clip_norm > 0.0;
-  if (clipping) launch_norm(args.grads, n, partials, nullptr, args.scalars, c.clip_norm, stream);
+  // One norm serves clipping and the non-finite check; the check adds no other work, and a
+  // finite step is bit for bit the unchecked one (the norm only decides whether to skip).
+  if (clipping || c.check_finite)
+    launch_norm(args.grads, n, partials, nullptr, args.scalars, c.clip_norm, stream);
 
   WREN_LAUNCH(1, kPrologueThreads, 0, stream, prologue_kernel)
   (args.scalars, args.segments, args.segment_count, c.weight_decay, c.l1, c.beta1, c.beta2,
-   clipping, header, coeffs);
+   clipping, c.check_finite, c.check_finite ? args.loss : nullptr, header, coeffs);
 
   if (n == 0) return;
   // The config's float constants, formed on the host exactly as the CPU reference forms them.

@@ -10,24 +10,31 @@
 //                                         by the host or by a schedule kernel before the
 //                                         step); step_count: completed steps (0 at the start,
 //                                         set it when resuming); the step increments it.
-//                                         grad_norm / clip_scale / status are outputs.
+//                                         grad_norm / clip_scale / status are outputs;
+//                                         status is also the non-finite flag the host reads
+//                                         after the step (kFusedStatusBadNorm / BadLoss).
 //   FusedSegment* segments      (device)  the segment table (wren::ParamSegment's layout,
 //                                         validated on the host with validate_segments).
 //   void* workspace             (device)  fused_optimizer_workspace_bytes(segment_count)
 //                                         bytes, 16-byte aligned, owned by the caller.
 //
 //   fused_optimizer_step(args, stream) enqueues, in order:
-//     1. with clipping (config.clip_norm > 0): grad_norm_partials (per-block sums of g² in
-//        double, fixed tree order) and grad_norm_finish (one block summing the partials in
-//        order), which write scalars->grad_norm = ‖g‖₂ and scalars->clip_scale =
-//        min(1, c/‖g‖₂) (exactly as the CPU: c/‖g‖ when ‖g‖ > c, else 1);
+//     1. with clipping (config.clip_norm > 0) or the non-finite check (config.check_finite):
+//        grad_norm_partials (per-block sums of g² in double, fixed tree order) and
+//        grad_norm_finish (one block summing the partials in order), which write
+//        scalars->grad_norm = ‖g‖₂ and, with clipping, scalars->clip_scale = min(1, c/‖g‖₂)
+//        (exactly as the CPU: c/‖g‖ when ‖g‖ > c, else 1). A NaN or an infinity anywhere in
+//        the gradients makes the norm non-finite;
 //     2. a 1-block prologue that forms the per-step scalars in double on the device, as the CPU
 //        does on the host, and rounds them to float once: per segment lr·lr_mult, wd·wd_mult,
 //        l1·wd_mult, (lr·lr_mult)·(wd·wd_mult), (lr·lr_mult)·(l1·wd_mult); the Adam bias
 //        corrections 1 − β^t; the clip scale. It checks the step as the CPU does (lr finite and
-//        >= 0, step_count >= 0, with clipping a finite norm): on failure it writes a nonzero
-//        status, and the update does nothing and the step count is unchanged (the CPU returns
-//        an error and updates nothing). Otherwise status 0 and step_count + 1;
+//        >= 0, step_count >= 0, with clipping or check_finite a finite norm, with check_finite
+//        and args.loss a finite *loss): on failure it writes a nonzero status, and the update
+//        does nothing — parameters, momentum / m / v untouched — and the step count is
+//        unchanged (the CPU returns an error and updates nothing). Otherwise status 0 and
+//        step_count + 1. Every decision is on the device, so a step recorded in a CUDA graph
+//        skips itself; the host learns of it by reading scalars->status after the step;
 //     3. the update: one grid-stride launch over the flat buffers, per element the CPU loop's
 //        operations in the CPU loop's order (clip → coupled terms → decoupled terms from the old
 //        p → SGD / Adam), each fp32 operation rounded separately (the nvcc build uses the
@@ -76,8 +83,9 @@ struct FusedOptimScalars {
   int32_t reserved = 0;
 };
 inline constexpr int32_t kFusedStatusBadLr = 1;        // lr not finite or < 0
-inline constexpr int32_t kFusedStatusBadNorm = 2;      // clipping: non-finite gradient norm
+inline constexpr int32_t kFusedStatusBadNorm = 2;      // clipping or check: non-finite ‖g‖₂
 inline constexpr int32_t kFusedStatusBadStepCount = 3; // step_count < 0
+inline constexpr int32_t kFusedStatusBadLoss = 4;      // check: non-finite *args.loss
 
 enum class FusedOptimKind : int32_t { kSgd, kAdam, kAdamW };
 
@@ -95,6 +103,9 @@ struct FusedOptimConfig {
   double l1 = 0.0;
   bool l1_decoupled = false;  // false: g += l1·sign(p); true: p -= lr·l1·sign(p)
   double clip_norm = 0.0;     // 0: no clipping
+  // Non-finite check (wren::OptimizerConfig::check_finite): the norm every step; a
+  // non-finite norm or loss skips the step (status kFusedStatusBadNorm / BadLoss).
+  bool check_finite = false;
 };
 
 struct FusedOptimizerArgs {
@@ -108,6 +119,9 @@ struct FusedOptimizerArgs {
   int32_t segment_count = 0;
   FusedOptimScalars* scalars = nullptr;  // device
   void* workspace = nullptr;             // device, fused_optimizer_workspace_bytes()
+  // With config.check_finite: a device scalar (the training loss) that must be finite too;
+  // nullptr: the gradients only. Read by the prologue when the step runs (graph replay).
+  const float* loss = nullptr;
   FusedOptimConfig config{};
 };
 

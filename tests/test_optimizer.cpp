@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
@@ -402,6 +403,66 @@ TYPED_TEST(OptimizerTest, NonFiniteGradientNormIsANumericError) {
     EXPECT_NE(status.message().find("step 2"), std::string::npos) << status.message();
     EXPECT_EQ(params, after_one) << "a rejected step must not touch the parameters";
     EXPECT_EQ(opt->step_count(), 1);
+  }
+}
+
+// The non-finite check (--on-nonfinite): every step computes the norm. A finite step is bit for
+// bit the unchecked one; a NaN or an infinity anywhere in the gradients rejects the step
+// (kNumericError naming it) with the parameters, the state and the step count untouched, and
+// the run then continues as if that step had never been asked for.
+TYPED_TEST(OptimizerTest, CheckFiniteSkipsANonFiniteStepAndChangesNothingElse) {
+  using T = TypeParam;
+  std::mt19937 gen(31);
+  const std::vector<T> start = uniform<T>(gen, static_cast<size_t>(kCount), -1.0, 1.0);
+  std::vector<std::vector<T>> grads;
+  for (int s = 0; s < 3; ++s)
+    grads.push_back(uniform<T>(gen, static_cast<size_t>(kCount), -1.0, 1.0));
+  auto same_bits = [](std::span<const T> a, std::span<const T> b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size_bytes()) == 0;
+  };
+  const OptimizerConfig configs[] = {
+      {.kind = OptimizerKind::kAdamW, .weight_decay = 1e-2, .l1 = 1e-3},
+      {.kind = OptimizerKind::kSgd, .momentum = 0.9, .nesterov = true, .weight_decay = 1e-2},
+      {.kind = OptimizerKind::kSgd, .momentum = 0.9, .clip_norm = 1.0},
+  };
+  for (const OptimizerConfig& base : configs) {
+    SCOPED_TRACE(to_string(base.kind));
+    OptimizerConfig checked = base;
+    checked.check_finite = true;
+    auto plain = Optimizer<T>::create(base, mixed_segments(), kCount);
+    auto check = Optimizer<T>::create(checked, mixed_segments(), kCount);
+    ASSERT_TRUE(plain.ok() && check.ok());
+    std::vector<T> p_plain = start, p_check = start;
+    ASSERT_TRUE(plain->step(p_plain, grads[0], 0.1).ok());
+    ASSERT_TRUE(check->step(p_check, grads[0], 0.1).ok());
+    EXPECT_TRUE(same_bits(p_plain, p_check));
+    EXPECT_TRUE(std::isfinite(check->last_grad_norm()));
+
+    const std::vector<T> after_one = p_check;
+    for (const T bad : {std::numeric_limits<T>::quiet_NaN(), std::numeric_limits<T>::infinity(),
+                        -std::numeric_limits<T>::infinity()}) {
+      std::vector<T> poisoned = grads[1];
+      poisoned[static_cast<size_t>(kCount / 2)] = bad;
+      const Status status = check->step(p_check, poisoned, 0.05);
+      ASSERT_FALSE(status.ok());
+      EXPECT_EQ(status.error().code(), ErrorCode::kNumericError);
+      EXPECT_NE(status.message().find("step 2"), std::string::npos) << status.message();
+      EXPECT_TRUE(same_bits(p_check, after_one)) << "a skipped step must not touch the parameters";
+      EXPECT_EQ(check->step_count(), 1);
+      EXPECT_FALSE(std::isfinite(check->last_grad_norm()));
+      for (const std::string& name : check->state_names())
+        EXPECT_TRUE(same_bits(std::as_const(*check).state(name), std::as_const(*plain).state(name)))
+            << name << " must be untouched";
+    }
+    for (int s = 1; s < 3; ++s) {
+      ASSERT_TRUE(plain->step(p_plain, grads[static_cast<size_t>(s)], 0.05).ok());
+      ASSERT_TRUE(check->step(p_check, grads[static_cast<size_t>(s)], 0.05).ok());
+    }
+    EXPECT_TRUE(same_bits(p_plain, p_check)) << "the skipped step left no trace";
+    for (const std::string& name : check->state_names())
+      EXPECT_TRUE(same_bits(std::as_const(*check).state(name), std::as_const(*plain).state(name)))
+          << name;
+    EXPECT_EQ(check->step_count(), 3);
   }
 }
 

@@ -549,6 +549,30 @@ TEST_F(MetricsReadTest, BlankLinesCrlfAndUnknownKinds) {
   EXPECT_TRUE(contains(m->warnings[0], file + ":5")) << m->warnings[0];
 }
 
+// wren train --on-nonfinite skip-step writes skipped_step records: read, not warned about.
+TEST_F(MetricsReadTest, SkippedStepRecordsAreRead) {
+  const std::string file =
+      write("metrics.jsonl",
+            step_line(1, 0, "2.5", "0.1") + "\n" +
+                R"j({"kind":"skipped_step","step":1,"epoch":0,"reason":"non-finite gradient",)j"
+                R"j("where":"'fc2' (linear)"})j" +
+                "\n" + step_line(3, 0, "2.0", "0.1") + "\n");
+  Expected<RunMetrics> m = read_metrics(file);
+  ASSERT_TRUE(m.ok()) << m.error().message();
+  EXPECT_TRUE(m->warnings.empty());
+  ASSERT_EQ(m->steps.size(), 2u);
+  ASSERT_EQ(m->skipped_steps.size(), 1u);
+  EXPECT_EQ(m->skipped_steps[0].step, 1);
+  EXPECT_EQ(m->skipped_steps[0].epoch, 0);
+  EXPECT_EQ(m->skipped_steps[0].reason, "non-finite gradient");
+  EXPECT_EQ(m->skipped_steps[0].where, "'fc2' (linear)");
+  EXPECT_EQ(m->skipped_steps[0].line, 2);
+  // Like every record, it needs a step.
+  const std::string bad = write("bad.jsonl", R"({"kind":"skipped_step","epoch":0})"
+                                             "\n");
+  EXPECT_FALSE(read_metrics(bad).ok());
+}
+
 TEST_F(MetricsReadTest, NonFiniteValuesAsStringsOrBareTokens) {
   const std::string file = write(
       "metrics.jsonl",

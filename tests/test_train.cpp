@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -282,6 +283,239 @@ TEST_F(TrainTest, DivergenceStopsWithStepAndOp) {
   EXPECT_NE(m.find("at step "), std::string::npos) << m;
   EXPECT_NE(m.find("first non-finite values in the output of '"), std::string::npos) << m;
   EXPECT_FALSE(fs::exists(fs::path(c.out_dir) / "last.safetensors"));  // nothing good to keep
+}
+
+// --- --on-nonfinite ----------------------------------------------------------------------------
+// A NaN is injected through TrainConfig::inject_nonfinite (a test hook: added to one gradient
+// element after backward — inside the recorded step on emu — or written into one input pixel).
+// Each case runs on the cpu, and on emu and cuda (skipped without a GPU) with the recorded step
+// (--cuda-graph on) and op by op.
+struct DeviceCase {
+  const char* device;
+  bool cuda_graph;
+  std::string tag() const {
+    const std::string d = device;
+    return d + (d == "cpu" ? "" : cuda_graph ? "_graph" : "_ops");
+  }
+};
+
+void PrintTo(const DeviceCase& d, std::ostream* os) {
+  *os << d.tag();
+}
+
+class NonFiniteTest : public TrainTest, public ::testing::WithParamInterface<DeviceCase> {
+ protected:
+  void SetUp() override {
+    const std::string device = GetParam().device;
+    if (device == "emu" && !built_with_emu()) GTEST_SKIP() << "this build has no emulator";
+    if (device == "cuda" && (!built_with_cuda() || cuda_device_count() == 0))
+      GTEST_SKIP() << "no CUDA backend or no GPU";
+    TrainTest::SetUp();
+  }
+  // 512 training images: batch 64 gives 8 steps per epoch (fewer emulated steps).
+  TrainConfig config_for(const DeviceCase& d, const std::string& out) const {
+    TrainConfig c = small_config(d.tag() + "_" + out);
+    c.device = d.device;
+    c.cuda_graph = d.cuda_graph;
+    c.batch = 64;
+    c.epochs = 2;
+    return c;
+  }
+  static std::string metadata(const std::string& checkpoint, const char* key) {
+    auto file = read_safetensors(checkpoint);
+    EXPECT_TRUE(file) << file.error().message();
+    if (!file) return "";
+    auto v = file->metadata_value(key);
+    return v ? *v : "";
+  }
+  static std::vector<std::string> skipped_records(const std::string& out_dir) {
+    std::ifstream in(fs::path(out_dir) / "metrics.jsonl");
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);)
+      if (line.find("\"kind\":\"skipped_step\"") != std::string::npos) lines.push_back(line);
+    return lines;
+  }
+  static bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return !a.empty() && a.size() == b.size() &&
+           std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  }
+};
+
+// stop (the default): a NaN gradient with a finite loss ends the run at that step, naming the
+// step, epoch and batch and the layer; the weights are not updated and last.safetensors stays
+// the one of the last epoch end, finite.
+TEST_P(NonFiniteTest, StopNamesTheStepAndTheParameterOfANonFiniteGradient) {
+  const DeviceCase& d = GetParam();
+  TrainConfig c = config_for(d, "stop");
+  c.inject_nonfinite = {.step = 10, .param = "fc2.weight"};  // epoch 1, batch 2
+  auto r = train(c, quiet_log());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::kNumericError);
+  const std::string m = r.error().message();
+  EXPECT_NE(m.find("the gradients are not finite at step 10 (epoch 1, batch 2)"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("'fc2' (linear), the gradient of parameter 'fc2.weight'"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("The step was not applied"), std::string::npos) << m;
+  const std::string last = c.out_dir + "/last.safetensors";
+  ASSERT_TRUE(fs::exists(last));
+  EXPECT_EQ(metadata(last, "wren.step"), "8");  // the end of epoch 0, before the bad step
+  const std::vector<float> w = weights(last);
+  ASSERT_FALSE(w.empty());
+  for (float x : w) ASSERT_TRUE(std::isfinite(x));
+}
+
+// A non-finite input pixel makes the loss non-finite: named by the first op whose output is.
+TEST_P(NonFiniteTest, StopNamesTheFirstOpOfANonFiniteLoss) {
+  const DeviceCase& d = GetParam();
+  TrainConfig c = config_for(d, "loss");
+  c.inject_nonfinite = {.step = 3, .param = "", .value = std::numeric_limits<float>::infinity()};
+  auto r = train(c, quiet_log());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::kNumericError);
+  const std::string m = r.error().message();
+  EXPECT_NE(m.find("the loss is NaN at step 3 (epoch 0, batch 3); first non-finite values in "
+                   "the output of 'conv1' (conv2d)"),
+            std::string::npos)
+      << m;
+  EXPECT_FALSE(fs::exists(fs::path(c.out_dir) / "last.safetensors"));
+}
+
+// skip-step: the parameters, buffers and optimizer state after the skipped step k are bit for bit
+// those after step k - 1 (two runs stopped at k and k + 1), the optimizer's step count does not
+// advance while the run's step does, one skipped_step record names the step, and the run goes
+// on to the end; resumed after the skip it is bit-identical to the uninterrupted run.
+TEST_P(NonFiniteTest, SkipStepLeavesWeightsAndStateAsTheStepBefore) {
+  struct Poison {
+    const char* name;
+    const char* model;
+    TrainConfig::NonFiniteInjection inject;
+    const char* reason;
+    const char* where;
+  };
+  const Poison poisons[] = {
+      {"gradient",
+       "ref-cnn",
+       {.step = 5, .param = "fc2.weight"},
+       "non-finite gradient",
+       "'fc2' (linear), the gradient of parameter 'fc2.weight'"},
+      // With batch norm: the running statistics the bad forward pass touched are put back.
+      {"input", "ref-cnn-bn", {.step = 5, .param = ""}, "non-finite loss", "'conv1' (conv2d)"},
+  };
+  const DeviceCase& d = GetParam();
+  for (const Poison& poison : poisons) {
+    SCOPED_TRACE(poison.name);
+    auto config = [&](const std::string& out) {
+      TrainConfig c = config_for(d, std::string(poison.name) + "_" + out);
+      c.model = poison.model;
+      c.on_nonfinite = "skip-step";
+      c.inject_nonfinite = poison.inject;
+      return c;
+    };
+    TrainConfig before = config("before");
+    before.stop_after_steps = 5;
+    ASSERT_TRUE(train(before, quiet_log()));
+    TrainConfig after = config("after");
+    after.stop_after_steps = 6;
+    auto a = train(after, quiet_log());
+    ASSERT_TRUE(a) << a.error().message();
+    EXPECT_EQ(a->skipped_steps, 1);
+    EXPECT_EQ(a->steps, 6);
+    const std::string before_file = before.out_dir + "/last.safetensors";
+    const std::string after_file = after.out_dir + "/last.safetensors";
+    EXPECT_TRUE(same_bits(weights(before_file), weights(after_file)))
+        << "parameters, buffers and optimizer state after the skipped step";
+    EXPECT_EQ(metadata(before_file, "wren.optimizer_step"), "5");
+    EXPECT_EQ(metadata(after_file, "wren.optimizer_step"), "5");
+    EXPECT_EQ(metadata(after_file, "wren.step"), "6");
+    const std::vector<std::string> records = skipped_records(after.out_dir);
+    ASSERT_EQ(records.size(), 1u);
+    EXPECT_NE(records[0].find("\"step\":5,"), std::string::npos) << records[0];
+    EXPECT_NE(records[0].find("\"epoch\":0"), std::string::npos) << records[0];
+    EXPECT_NE(records[0].find(std::string("\"reason\":\"") + poison.reason + "\""),
+              std::string::npos)
+        << records[0];
+    EXPECT_NE(records[0].find(poison.where), std::string::npos) << records[0];
+
+    // The whole run: it finishes, learns, and the skipped step is out of the epoch's loss.
+    TrainConfig full = config("full");
+    auto f = train(full, quiet_log());
+    ASSERT_TRUE(f) << f.error().message();
+    EXPECT_EQ(f->steps, 16);
+    EXPECT_EQ(f->skipped_steps, 1);
+    ASSERT_EQ(f->epochs.size(), 2u);
+    EXPECT_TRUE(std::isfinite(f->epochs[0].train_loss));
+    ASSERT_TRUE(f->final_test);
+    EXPECT_GT(f->final_test->accuracy, 0.5);
+    auto metrics = read_metrics(full.out_dir + "/metrics.jsonl");
+    ASSERT_TRUE(metrics) << metrics.error().message();
+    EXPECT_TRUE(metrics->warnings.empty());
+    ASSERT_EQ(metrics->skipped_steps.size(), 1u);
+    EXPECT_EQ(metrics->skipped_steps[0].step, 5);
+    EXPECT_EQ(metrics->skipped_steps[0].reason, poison.reason);
+    EXPECT_EQ(metrics->skipped_steps[0].where, poison.where);
+    for (float x : weights(full.out_dir + "/last.safetensors")) ASSERT_TRUE(std::isfinite(x));
+
+    // Stopped after the skip and resumed (with the run's saved config, the hook set again):
+    // bit-identical to the uninterrupted run.
+    TrainConfig split = config("split");
+    split.stop_after_steps = 11;
+    ASSERT_TRUE(train(split, quiet_log()));
+    auto info = read_checkpoint_info(*read_safetensors(split.out_dir + "/last.safetensors"));
+    ASSERT_TRUE(info);
+    auto resumed = config_from_json(info->config_json);
+    ASSERT_TRUE(resumed) << resumed.error().message();
+    EXPECT_EQ(resumed->on_nonfinite, "skip-step");
+    resumed->resume = split.out_dir + "/last.safetensors";
+    resumed->progress = false;
+    resumed->inject_nonfinite = poison.inject;
+    auto b = train(*resumed, quiet_log());
+    ASSERT_TRUE(b) << b.error().message();
+    EXPECT_EQ(b->steps, 16);
+    EXPECT_EQ(b->skipped_steps, 0);
+    EXPECT_TRUE(same_bits(weights(full.out_dir + "/last.safetensors"),
+                          weights(split.out_dir + "/last.safetensors")));
+  }
+}
+
+// Without a non-finite value the check changes nothing: the same run with the gradient check
+// off (as before --on-nonfinite), with stop and with skip-step ends in the same bits.
+TEST_P(NonFiniteTest, CheckingChangesNoResult) {
+  const DeviceCase& d = GetParam();
+  TrainConfig unchecked = config_for(d, "unchecked");
+  unchecked.model = "ref-cnn-bn";
+  unchecked.epochs = 1;
+  unchecked.check_gradients = false;
+  ASSERT_TRUE(train(unchecked, quiet_log()));
+  const std::vector<float> expected = weights(unchecked.out_dir + "/last.safetensors");
+  for (const char* policy : {"stop", "skip-step"}) {
+    TrainConfig c = unchecked;
+    c.out_dir = (root_ / (d.tag() + "_" + policy)).string();
+    c.check_gradients = true;
+    c.on_nonfinite = policy;
+    auto r = train(c, quiet_log());
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(r->skipped_steps, 0);
+    EXPECT_TRUE(same_bits(weights(c.out_dir + "/last.safetensors"), expected)) << policy;
+    EXPECT_TRUE(skipped_records(c.out_dir).empty());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, NonFiniteTest,
+                         ::testing::Values(DeviceCase{"cpu", false}, DeviceCase{"emu", true},
+                                           DeviceCase{"emu", false}, DeviceCase{"cuda", true},
+                                           DeviceCase{"cuda", false}),
+                         [](const ::testing::TestParamInfo<DeviceCase>& p) {
+                           return p.param.tag();
+                         });
+
+TEST_F(TrainTest, OnNonFiniteMustBeStopOrSkipStep) {
+  TrainConfig c = small_config("policy");
+  c.on_nonfinite = "ignore";
+  auto r = train(c, quiet_log());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("--on-nonfinite ignore"), std::string::npos)
+      << r.error().message();
 }
 
 TEST_F(TrainTest, InitFromLoadsTheWeights) {

@@ -145,6 +145,13 @@ void add_train_flags(CLI::App* app, TrainFlags& f, bool sweep) {
   app->add_option("--clip-norm", c.optimizer.clip_norm,
                   "clip the global gradient norm to this (0: off)")
       ->check(CLI::NonNegativeNumber);
+  app->add_option("--on-nonfinite", c.on_nonfinite,
+                  "a NaN/Inf loss or gradient (checked every step, before any weight changes): "
+                  "stop (end the run naming the step and the first non-finite layer) | "
+                  "skip-step (leave weights and optimizer state as they were, log a "
+                  "skipped_step record and go on; the LR schedule still advances)")
+      ->check(CLI::IsMember({"stop", "skip-step"}))
+      ->capture_default_str();
 
   // Schedule.
   std::string names;
@@ -241,6 +248,9 @@ wren::Status resolve(TrainFlags& f) {
 void print_summary(const wren::TrainResult& r) {
   std::printf("trained %lld steps at %.0f img/s", static_cast<long long>(r.steps),
               r.images_per_second);
+  if (r.skipped_steps > 0)
+    std::printf(" (%lld skipped: non-finite loss or gradient)",
+                static_cast<long long>(r.skipped_steps));
   if (r.best_val_accuracy >= 0) std::printf(", best val acc %.4f", r.best_val_accuracy);
   if (r.final_test) std::printf(", test acc %.4f", r.final_test->accuracy);
   if (r.device_peak_bytes > 0)

@@ -235,6 +235,21 @@ Expected<EpochRecord> parse_epoch_record(const Json& record, const std::string& 
   return r;
 }
 
+Expected<SkippedStepRecord> parse_skipped_step_record(const Json& record, const std::string& where,
+                                                      int line) {
+  SkippedStepRecord r;
+  r.line = line;
+  std::optional<int64_t> step;
+  WREN_RETURN_IF_ERROR(read_count(record, "step", where, true, step));
+  r.step = *step;
+  WREN_RETURN_IF_ERROR(read_count(record, "epoch", where, false, r.epoch));
+  if (const auto it = record.find("reason"); it != record.end() && it->is_string())
+    r.reason = it->get<std::string>();
+  if (const auto it = record.find("where"); it != record.end() && it->is_string())
+    r.where = it->get<std::string>();
+  return r;
+}
+
 // nlohmann's messages start with "[json.exception.parse_error.101] parse error at line 1, "; the
 // line is always 1 here and ours is already in the prefix.
 std::string parse_reason(const std::string& what) {
@@ -309,6 +324,10 @@ Expected<RunMetrics> read_metrics(const std::string& path) {
       Expected<EpochRecord> epoch = parse_epoch_record(record, where, line_number);
       if (!epoch) return epoch.error();
       metrics.epochs.push_back(std::move(epoch).value());
+    } else if (kind_name == "skipped_step") {
+      Expected<SkippedStepRecord> skipped = parse_skipped_step_record(record, where, line_number);
+      if (!skipped) return skipped.error();
+      metrics.skipped_steps.push_back(std::move(skipped).value());
     } else if (unknown_kinds++ == 0) {
       first_unknown = where + ": \"" + kind_name + "\"";
     }

@@ -190,19 +190,21 @@ Status Optimizer<T>::step(std::span<T> params, std::span<const T> grads, double 
   if (!(std::isfinite(lr) && lr >= 0.0))
     return invalid_argument(where + ": the learning rate must be finite and >= 0, got " + num(lr));
 
-  // Global norm, in double and in index order: the same value on every run and device.
+  // Global norm, in double and in index order: the same value on every run and device. A NaN
+  // or an infinity anywhere in the gradients makes it non-finite (g² of a huge finite float
+  // cannot overflow a double).
   const bool clipping = config_.clip_norm > 0.0;
   double clip_scale = 1.0;
-  if (clipping) {
+  if (clipping || config_.check_finite) {
     double sum_sq = 0.0;
     for (const T g : grads) sum_sq += static_cast<double>(g) * static_cast<double>(g);
     const double norm = std::sqrt(sum_sq);
+    last_grad_norm_ = norm;
     if (!std::isfinite(norm))
       return Error(ErrorCode::kNumericError,
                    where + ": the gradient norm is " + num(norm) +
                        " (a non-finite gradient); the step was not applied");
-    last_grad_norm_ = norm;
-    if (norm > config_.clip_norm) clip_scale = config_.clip_norm / norm;
+    if (clipping && norm > config_.clip_norm) clip_scale = config_.clip_norm / norm;
   }
   const T scale = static_cast<T>(clip_scale);
 

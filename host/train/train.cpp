@@ -224,6 +224,66 @@ std::string first_non_finite_op(Executor<float>& ex) {
   return "the loss op";
 }
 
+bool any_non_finite(const std::vector<float>& v) {
+  return std::any_of(v.begin(), v.end(), [](float x) { return !std::isfinite(x); });
+}
+
+// Where a backward pass first produced a NaN or an infinity: the first op in backward order
+// (the loss op first) whose parameter gradients or input gradients hold one, or else the
+// first parameter (in offset order) whose gradient does (e.g. one written after the backward
+// pass). Reads the gradients of the last backward pass, which the arena still holds.
+std::string first_non_finite_gradient(Executor<float>& ex) {
+  const Graph& g = ex.graph();
+  const std::vector<float> grads = ex.download(ex.grads());
+  auto param_bad = [&](int index) {
+    const ParamInfo& info = g.params()[static_cast<size_t>(index)];
+    for (int64_t i = 0; i < info.shape.numel(); ++i)
+      if (!std::isfinite(grads[static_cast<size_t>(info.offset + i)])) return true;
+    return false;
+  };
+  for (size_t k = g.nodes().size(); k-- > 0;) {
+    const Node& n = g.nodes()[k];
+    if (n.kind == OpKind::kInput || n.kind == OpKind::kLabels) continue;
+    const std::string op = "'" + n.name + "' (" + to_string(n.kind) + ")";
+    for (const int p : {n.weight, n.bias}) {
+      if (p >= 0 && param_bad(p))
+        return op + ", the gradient of parameter '" + g.params()[static_cast<size_t>(p)].name + "'";
+    }
+    for (const int in : n.inputs) {
+      const TensorView<float> dx = ex.value_grad(Value{in});
+      if (dx.data == nullptr || !any_non_finite(ex.download(dx))) continue;
+      const int producer = g.values()[static_cast<size_t>(in)].producer;
+      const std::string from = producer >= 0 ? g.nodes()[static_cast<size_t>(producer)].name
+                                             : "value " + std::to_string(in);
+      return op + ", the gradient of its input (the output of '" + from + "')";
+    }
+  }
+  for (size_t p = 0; p < g.params().size(); ++p) {
+    if (param_bad(static_cast<int>(p)))
+      return "the gradient of parameter '" + g.params()[p].name + "'";
+  }
+  return "no gradient the trainer can read (a non-finite value inside the optimizer's input)";
+}
+
+// A device allocation of the trainer's own (the test hook's scalar, the buffer backup),
+// released with the backend.
+class DeviceScratch {
+ public:
+  DeviceScratch(Backend<float>& backend, size_t floats) : backend_(backend) {
+    ptr_ = static_cast<float*>(backend.allocate(std::max<size_t>(floats, 1) * sizeof(float)));
+  }
+  ~DeviceScratch() {
+    if (ptr_) backend_.release(ptr_);
+  }
+  DeviceScratch(const DeviceScratch&) = delete;
+  DeviceScratch& operator=(const DeviceScratch&) = delete;
+  float* get() const { return ptr_; }
+
+ private:
+  Backend<float>& backend_;
+  float* ptr_ = nullptr;
+};
+
 // Set by SIGINT/SIGTERM while train() runs: the loop stops at the next step boundary and saves
 // last.safetensors, so an interrupted run loses nothing and resumes bit-identically.
 volatile std::sig_atomic_t g_stop_requested = 0;
@@ -338,7 +398,8 @@ std::string config_to_json(const TrainConfig& c) {
          {"out_dir", c.out_dir},
          {"log_every", c.log_every},
          {"init_from", c.init_from},
-         {"resume", c.resume}};
+         {"resume", c.resume},
+         {"on_nonfinite", c.on_nonfinite}};
   return j.dump(2);
 }
 
@@ -368,6 +429,7 @@ Expected<TrainConfig> config_from_json(const std::string& text) {
     get(j, "out_dir", c.out_dir);
     get(j, "log_every", c.log_every);
     get(j, "init_from", c.init_from);
+    get(j, "on_nonfinite", c.on_nonfinite);
     if (j.contains("augment")) {
       const Json& a = j.at("augment");
       get(a, "auto", c.augment_auto);
@@ -508,6 +570,10 @@ std::string format_confusion(const EvalResult& r) {
 
 Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
   // --- device ----------------------------------------------------------------------------------
+  if (config.on_nonfinite != "stop" && config.on_nonfinite != "skip-step")
+    return invalid_argument("--on-nonfinite " + config.on_nonfinite +
+                            ": expected stop or skip-step");
+  const bool skip_nonfinite = config.on_nonfinite == "skip-step";
   auto backend = make_train_backend(config.device, config.math, config.linear, log);
   if (!backend) return backend.error();
   if (config.batch <= 0) return invalid_argument("--batch must be positive");
@@ -556,13 +622,17 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
 
   // --- optimizer and schedule ------------------------------------------------------------------
   WREN_RETURN_IF_ERROR(config.optimizer.validate());
-  auto optimizer = Optimizer<float>::create(config.optimizer, param_segments(*graph),
-                                            graph->param_count());
+  // Every step's optimizer computes the global gradient norm and skips itself when it is not
+  // finite (on cuda/emu the kernel decides on the device, inside a recorded step too).
+  OptimizerConfig optimizer_config = config.optimizer;
+  optimizer_config.check_finite = config.check_gradients;
+  auto optimizer =
+      Optimizer<float>::create(optimizer_config, param_segments(*graph), graph->param_count());
   if (!optimizer) return optimizer.error();
   // On cuda and emu the parameters live in device memory and the fused optimizer kernel updates
   // them there; `optimizer` then only holds the state for checkpoints (synced at save/resume).
-  auto device_optimizer = ex.backend().make_optimizer(config.optimizer, param_segments(*graph),
-                                                      graph->param_count());
+  auto device_optimizer =
+      ex.backend().make_optimizer(optimizer_config, param_segments(*graph), graph->param_count());
   if (!device_optimizer) return device_optimizer.error();
   DeviceOptimizer* dev_opt = device_optimizer->get();
   const int64_t total_steps =
@@ -621,6 +691,34 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
     std::fprintf(log, "note: the model has dropout: the step is launched op by op, not replayed "
                       "from a CUDA graph\n");
   bool captured = false;
+  // A recorded step also checks the loss on the device (op by op, the host reads it first).
+  const float* device_loss = config.check_gradients ? ex.value(graph->loss()).data : nullptr;
+
+  // skip-step leaves the batch-norm running statistics as they were too: a copy of the buffers
+  // is taken on the device before each forward pass and put back when the step is skipped.
+  std::optional<DeviceScratch> buffer_backup;
+  const int64_t buffer_count = graph->buffer_count();
+  if (skip_nonfinite && buffer_count > 0) {
+    buffer_backup.emplace(ex.backend(), static_cast<size_t>(buffer_count));
+    if (!buffer_backup->get())
+      return unavailable("--on-nonfinite skip-step: no memory for a copy of the model's buffers");
+  }
+
+  // The test hook (TrainConfig::inject_nonfinite).
+  const TrainConfig::NonFiniteInjection& inject = config.inject_nonfinite;
+  const bool inject_input = inject.step >= 0 && inject.param.empty();
+  std::optional<DeviceScratch> poison;  // `value` at the injected step, else 0
+  float* poison_target = nullptr;       // the gradient element it is added to
+  if (inject.step >= 0 && !inject.param.empty()) {
+    auto target = ex.grad(inject.param);
+    if (!target) return invalid_argument("inject_nonfinite: " + target.error().message());
+    poison_target = target->data;
+    poison.emplace(ex.backend(), 1);
+    if (!poison->get()) return unavailable("inject_nonfinite: no device memory");
+    const float zero = 0.0f;
+    ex.backend().upload(poison->get(), &zero, sizeof zero);
+  }
+  float* const poison_ptr = poison ? poison->get() : nullptr;
 
   // --- run directory ---------------------------------------------------------------------------
   TrainResult result;
@@ -703,24 +801,32 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
       const auto t0 = std::chrono::steady_clock::now();
       const std::span<const int64_t> chunk(order.data() + b * config.batch,
                                            static_cast<size_t>(config.batch));
+      const bool inject_now = inject.step == state.step;
       if (batcher) {
         WREN_RETURN_IF_ERROR(batcher->make_batch(chunk, augment, config.seed,
                                                  static_cast<uint64_t>(state.step),
                                                  device_images, device_labels));
+        if (inject_now && inject_input)
+          ex.backend().upload(device_images, &inject.value, sizeof(float));
       } else {
         make_batch<float>(*train_set, chunk, norm, aug, augment, config.seed,
                           static_cast<uint64_t>(state.step), images.data(), labels.data());
+        if (inject_now && inject_input) images[0] = inject.value;
         WREN_RETURN_IF_ERROR(ex.set_input("image", images));
         WREN_RETURN_IF_ERROR(ex.set_labels("label", labels));
       }
+      if (inject_now && poison_ptr) ex.backend().upload(poison_ptr, &inject.value, sizeof(float));
+      if (buffer_backup) ex.backend().copy(buffer_count, ex.buffers().data, buffer_backup->get());
       const double lr = schedule->lr(state.step);
       if (use_capture) {
         if (!captured) {
           WREN_RETURN_IF_ERROR(ex.check_train_shapes());
-          WREN_RETURN_IF_ERROR(ex.backend().capture_step([&ex, dev_opt] {
-            ex.enqueue_train_step();
-            dev_opt->enqueue_step(ex.params().data, ex.grads().data);
-          }));
+          WREN_RETURN_IF_ERROR(
+              ex.backend().capture_step([&ex, dev_opt, poison_ptr, poison_target, device_loss] {
+                ex.enqueue_train_step();
+                if (poison_ptr) ex.backend().accumulate(1, poison_ptr, poison_target);
+                dev_opt->enqueue_step(ex.params().data, ex.grads().data, device_loss);
+              }));
           captured = true;
         }
         WREN_RETURN_IF_ERROR(dev_opt->set_lr(lr));
@@ -730,27 +836,71 @@ Expected<TrainResult> train(const TrainConfig& config, std::FILE* log) {
         WREN_RETURN_IF_ERROR(ex.forward(Mode::kTrain));
       }
       const float loss = ex.loss();
-      if (!std::isfinite(loss)) {
-        progress.finish();
-        return Error(ErrorCode::kNumericError,
-                     "the loss is " + std::string(std::isnan(loss) ? "NaN" : "infinite") +
-                         " at step " + std::to_string(state.step) + " (epoch " +
-                         std::to_string(epoch) + ", batch " + std::to_string(b) +
-                         "); first non-finite values in the output of " +
-                         first_non_finite_op(ex) + ". The last good checkpoint is " +
-                         result.out_dir + "/last.safetensors; try a lower --lr or --clip-norm");
-      }
+      const bool loss_finite = std::isfinite(loss);
+      // The optimizer computes the global gradient norm and applies nothing when it is not
+      // finite (a kNumericError; on cuda/emu the kernel decided on the device and finish_step
+      // read its flag). Op by op, a non-finite loss skips backward and optimizer altogether.
+      Status applied;
       if (use_capture) {
-        WREN_RETURN_IF_ERROR(dev_opt->finish_step());
-      } else if (dev_opt) {
+        applied = dev_opt->finish_step();
+      } else if (loss_finite) {
         WREN_RETURN_IF_ERROR(ex.backward());
-        WREN_RETURN_IF_ERROR(dev_opt->step(ex.params().data, ex.grads().data, lr));
-      } else {
-        WREN_RETURN_IF_ERROR(ex.backward());
-        WREN_RETURN_IF_ERROR(optimizer->step(
-            std::span<float>(ex.params().data, static_cast<size_t>(ex.params().numel())),
-            std::span<const float>(ex.grads().data, static_cast<size_t>(ex.grads().numel())),
-            lr));
+        if (poison_ptr) ex.backend().accumulate(1, poison_ptr, poison_target);
+        if (dev_opt) {
+          applied = dev_opt->step(ex.params().data, ex.grads().data, lr);
+        } else {
+          applied = optimizer->step(
+              std::span<float>(ex.params().data, static_cast<size_t>(ex.params().numel())),
+              std::span<const float>(ex.grads().data, static_cast<size_t>(ex.grads().numel())), lr);
+        }
+      }
+      if (inject_now && poison_ptr) {
+        const float zero = 0.0f;
+        ex.backend().upload(poison_ptr, &zero, sizeof zero);
+      }
+      const bool numeric = !applied.ok() && applied.error().code() == ErrorCode::kNumericError;
+      if (!applied.ok() && !numeric) return applied.error();
+      // Without the gradient check (a test hook) only clipping reports a non-finite norm: the
+      // error it always was.
+      if (numeric && loss_finite && !config.check_gradients) return applied.error();
+      if (!loss_finite || numeric) {
+        const std::string where =
+            !loss_finite ? first_non_finite_op(ex) : first_non_finite_gradient(ex);
+        const std::string at = "step " + std::to_string(state.step) + " (epoch " +
+                               std::to_string(epoch) + ", batch " + std::to_string(b) + ")";
+        if (!skip_nonfinite) {
+          progress.finish();
+          if (!loss_finite)
+            return Error(ErrorCode::kNumericError,
+                         "the loss is " + std::string(std::isnan(loss) ? "NaN" : "infinite") +
+                             " at " + at + "; first non-finite values in the output of " + where +
+                             ". The last good checkpoint is " + result.out_dir +
+                             "/last.safetensors; try a lower --lr or --clip-norm");
+          const std::string hint = ". The step was not applied; the last good checkpoint is " +
+                                   result.out_dir +
+                                   "/last.safetensors; try a lower --lr or --clip-norm, or "
+                                   "--on-nonfinite skip-step";
+          return Error(ErrorCode::kNumericError,
+                       "the gradients are not finite at " + at + ", with a finite loss of " +
+                           std::to_string(loss) +
+                           "; first non-finite gradient in backward order: " + where + hint);
+        }
+        // skip-step: nothing was applied; the global step and the schedule go on.
+        if (buffer_backup) ex.backend().copy(buffer_count, buffer_backup->get(), ex.buffers().data);
+        const char* reason = !loss_finite ? "non-finite loss" : "non-finite gradient";
+        WREN_RETURN_IF_ERROR(metrics.write(Json{{"kind", "skipped_step"},
+                                                {"step", state.step},
+                                                {"epoch", epoch},
+                                                {"reason", reason},
+                                                {"where", where}}));
+        progress.pause();
+        std::fprintf(log, "note: skipped %s: %s in %s; parameters and optimizer state unchanged\n",
+                     at.c_str(), reason, where.c_str());
+        progress.resume();
+        ++result.skipped_steps;
+        ++state.step;
+        state.epoch_batch = b + 1;
+        continue;
       }
       // Training accuracy from this step's logits (computed before the update).
       if (batcher) {

@@ -39,16 +39,23 @@ class DeviceOptimizer {
  public:
   virtual ~DeviceOptimizer() = default;
   // One step on device buffers [param_count] at lr (the scheduler's lr_t). Errors as
-  // wren::Optimizer::step: nothing is updated and the step count stays.
+  // wren::Optimizer::step: nothing is updated and the step count stays. With
+  // OptimizerConfig::check_finite a non-finite gradient is such an error (kNumericError): the
+  // kernel itself skips the update (parameters and state untouched) and sets a device flag,
+  // which this call reads.
   virtual Status step(float* params, const float* grads, double lr) = 0;
   virtual int64_t step_count() = 0;
-  // ‖grad‖₂ of the last step when clipping is on, NaN otherwise.
+  // ‖grad‖₂ of the last step when clipping or check_finite is on, NaN otherwise.
   virtual double last_grad_norm() = 0;
   // The step in three parts, for step capture (CUDA graphs): set_lr uploads lr_t (outside
   // the captured work), enqueue_step enqueues the update without waiting (inside it),
-  // finish_step waits and reads the outcome (outside). step() is the three in a row.
+  // finish_step waits and reads the outcome (outside): the device flag of a skipped step
+  // becomes the kNumericError it returns. step() is the three in a row. `loss`: with
+  // check_finite, a device scalar (the executor's loss) the step must also find finite,
+  // checked on the device when the step runs (a recorded step decides on its own); nullptr:
+  // the gradients only.
   virtual Status set_lr(double lr) = 0;
-  virtual void enqueue_step(float* params, const float* grads) = 0;
+  virtual void enqueue_step(float* params, const float* grads, const float* loss = nullptr) = 0;
   virtual Status finish_step() = 0;
   // Copies state buffers and step count between the device and `host` (same config).
   virtual void download_state(Optimizer<float>& host) = 0;

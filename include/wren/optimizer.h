@@ -67,6 +67,13 @@ struct OptimizerConfig {
   // Global gradient-norm clipping: g ← g·min(1, clip_norm/‖g‖₂) over all parameters; 0: off.
   double clip_norm = 0.0;
 
+  // Non-finite check (the trainer's --on-nonfinite): every step computes ‖g‖₂ (one more pass
+  // over the gradients, the one clipping makes) and a non-finite norm rejects the step: an
+  // error of kind kNumericError, nothing updated, the step count unchanged. Finite steps are
+  // bit for bit the unchecked ones. Set by the trainer, not by a CLI option of its own, and not
+  // part of a run's saved optimizer config.
+  bool check_finite = false;
+
   static constexpr double kAdamWDefaultWeightDecay = 1e-2;
 
   // wd_mode with the default resolved for this kind.
@@ -112,8 +119,9 @@ class Optimizer {
   //   SGD or Adam update with g (shared/reference/optimizers.md)
   // with lr, wd and l1 scaled by the element's segment multipliers. `grads` is not modified.
   // Errors (nothing is updated, the step count is unchanged): sizes other than param_count, a
-  // non-finite or negative lr (kInvalidArgument); with clipping on, a non-finite gradient
-  // norm (kNumericError naming the step).
+  // non-finite or negative lr (kInvalidArgument); with clipping or check_finite on, a
+  // non-finite gradient norm (kNumericError naming the step: the step is skipped, and the
+  // caller decides whether that ends the run).
   Status step(std::span<T> params, std::span<const T> grads, double lr);
 
   // Completed steps. The next step is t = step_count() + 1: it sets SGD's momentum buffer to g
@@ -130,9 +138,9 @@ class Optimizer {
   const OptimizerConfig& config() const { return config_; }
   const std::vector<ParamSegment>& segments() const { return segments_; }
   int64_t param_count() const { return param_count_; }
-  // ‖grad‖₂ (before clipping) of the last successful step when clipping is on; NaN when
-  // clipping is off (the norm would cost a second pass over the gradients) or before the
-  // first step.
+  // ‖grad‖₂ (before clipping) of the last step when clipping or check_finite is on (non-finite
+  // when that step was rejected for it); NaN when both are off (the norm would cost a second
+  // pass over the gradients) or before the first step.
   double last_grad_norm() const { return last_grad_norm_; }
 
  private:

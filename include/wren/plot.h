@@ -50,11 +50,23 @@ struct EpochRecord {
   int line = 0;
 };
 
+// {"kind":"skipped_step",...}: a step `wren train --on-nonfinite skip-step` did not apply
+// because its loss or a gradient was NaN or infinite. `step` is the step's 0-based index (the
+// step record of an applied step at that index would say step + 1).
+struct SkippedStepRecord {
+  int64_t step = 0;
+  std::optional<int64_t> epoch{};
+  std::string reason{};  // "non-finite loss" | "non-finite gradient"
+  std::string where{};   // the first non-finite layer, e.g. "'conv2' (conv2d)"
+  int line = 0;
+};
+
 struct RunMetrics {
   std::string path{};      // the metrics file that was read
   std::string run_name{};  // the run directory's name (the file's stem if not metrics.jsonl)
   std::vector<StepRecord> steps{};    // in file order
   std::vector<EpochRecord> epochs{};  // in file order
+  std::vector<SkippedStepRecord> skipped_steps{};  // in file order (not plotted)
   // Problems that did not stop the read, e.g. an incomplete last line; each names file:line.
   std::vector<std::string> warnings{};
 

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -71,6 +72,35 @@ struct TrainConfig {
   int64_t stop_after_steps = 0;
   bool progress = true;                     // progress bar on stderr
   bool write_checkpoints = true;
+  // A NaN or an infinity in the loss or in the gradients (--on-nonfinite). Every step checks
+  // the loss and the global gradient norm (one reduction, on the device on cuda/emu) before the
+  // optimizer applies anything.
+  //   "stop" (default): the run ends with a kNumericError naming the step, the epoch and batch
+  //     and where the values first went non-finite; the weights are those of the step before
+  //     and no checkpoint is written (the last good last.safetensors stays).
+  //   "skip-step": as a loss scaler does, the update is skipped (parameters, buffers and
+  //     optimizer state untouched, the optimizer's step count not advanced; the global step and
+  //     the LR schedule go on), a {"kind":"skipped_step",...} record goes to metrics.jsonl, a
+  //     note to the log, and the run continues. Skipped steps are left out of the epoch's
+  //     train loss and accuracy.
+  std::string on_nonfinite = "stop";
+
+  // --- Test hooks: not on the CLI and not saved in config.json ---------------------------------
+  // Makes one step non-finite on any device. At global step `step` (0-based, as the divergence
+  // error counts), `value` is added to the first gradient element of parameter `param` after
+  // the backward pass and before the optimizer (on cuda/emu inside the recorded step: the
+  // trainer then records an add from a device scalar that is `value` at that step and 0
+  // otherwise), or, with `param` empty, written into the first pixel of the batch before the
+  // forward pass. step < 0: off.
+  struct NonFiniteInjection {
+    int64_t step = -1;
+    std::string param;
+    float value = std::numeric_limits<float>::quiet_NaN();
+  };
+  NonFiniteInjection inject_nonfinite{};
+  // false: the optimizer does not check the gradients and only the loss is checked, as before
+  // --on-nonfinite existed (tests compare the two to show the check changes no result).
+  bool check_gradients = true;
 };
 
 // What --model accepts: a zoo name or a model file, built for `input`.
@@ -101,6 +131,7 @@ struct TrainResult {
   std::string out_dir;
   int64_t steps = 0;
   bool stopped_early = false;  // by stop_after_steps or a signal; last.safetensors resumes it
+  int64_t skipped_steps = 0;   // steps of this invocation skipped by --on-nonfinite skip-step
   std::vector<TrainEpoch> epochs{};
   double best_val_accuracy = -1.0;  // -1: no validation split
   std::optional<EvalResult> final_test{};

@@ -149,6 +149,7 @@ wren::FusedOptimConfig fused_config(const OptimizerConfig& c) {
   f.l1 = c.l1;
   f.l1_decoupled = c.l1_mode == DecayMode::kDecoupled;
   f.clip_norm = c.clip_norm;
+  f.check_finite = c.check_finite;
   return f;
 }
 
@@ -285,15 +286,18 @@ std::vector<Config> clip_configs() {
 
 // Runs `config` on `table` for 3 steps through the backend and the CPU reference and compares
 // after every step. clip_fraction > 0 turns clipping on with c = clip_fraction·(expected norm).
+// check_finite: the non-finite check on both sides (finite gradients: it must change nothing).
 void check_case(const Backend& be, const Table& table, const Config& cfg, size_t offset,
-                double clip_fraction, uint32_t seed) {
+                double clip_fraction, uint32_t seed, bool check_finite = false) {
   const std::string where = be.name + " " + table.name + " " + cfg.name + " offset " +
                             std::to_string(offset) +
-                            (clip_fraction > 0 ? " clip " + std::to_string(clip_fraction) : "");
+                            (clip_fraction > 0 ? " clip " + std::to_string(clip_fraction) : "") +
+                            (check_finite ? " check_finite" : "");
   SCOPED_TRACE(where);
   const int64_t n = table.param_count;
   const size_t un = static_cast<size_t>(n);
   OptimizerConfig config = cfg.config;
+  config.check_finite = check_finite;
   if (clip_fraction > 0) config.clip_norm = clip_fraction * 0.1 * std::sqrt(static_cast<double>(n));
   wren::Expected<wren::Optimizer<float>> opt =
       wren::Optimizer<float>::create(config, table.segments, n);
@@ -355,6 +359,13 @@ void check_case(const Backend& be, const Table& table, const Config& cfg, size_t
     ASSERT_EQ(scalars.step_count, s + 1);
 
     bool exact = true;
+    if (check_finite) {
+      const double ref_norm = opt->last_grad_norm();
+      EXPECT_NEAR(scalars.grad_norm, ref_norm, 1e-12 * ref_norm);
+      if (config.clip_norm == 0) {
+        EXPECT_EQ(scalars.clip_scale, 1.0);
+      }
+    }
     if (config.clip_norm > 0) {
       const double ref_norm = opt->last_grad_norm();
       EXPECT_NEAR(scalars.grad_norm, ref_norm, 1e-12 * ref_norm);
@@ -404,6 +415,17 @@ void check_all(const Backend& be, bool full) {
       for (const Config& c : clip_configs()) {
         check_case(be, table, c, offset, 0.5, ++seed);  // active
         check_case(be, table, c, offset, 4.0, ++seed);  // inactive: bit for bit
+      }
+      // The non-finite check computes the norm every step and must change no bit of a finite
+      // step: every configuration on the custom table, two on ref-cnn's (the full run only).
+      if (table.name == "custom") {
+        for (const Config& c : all_configs())
+          check_case(be, table, c, offset, 0.0, ++seed, /*check_finite=*/true);
+        check_case(be, table, clip_configs()[1], offset, 0.5, ++seed, /*check_finite=*/true);
+      } else if (full && offset == 0) {
+        const std::vector<Config> configs = all_configs();
+        check_case(be, table, configs[3], offset, 0.0, ++seed, /*check_finite=*/true);
+        check_case(be, table, configs[12], offset, 0.0, ++seed, /*check_finite=*/true);
       }
     }
   }
@@ -495,6 +517,128 @@ void check_rejected(const Backend& be) {
   be.release(d_segs);
 }
 
+// The non-finite check (OptimizerConfig::check_finite, --on-nonfinite): a NaN or an infinity
+// in the gradients (anywhere: a full chunk, the last partial chunk) or a non-finite loss scalar
+// makes the kernel skip the step — status kFusedStatusBadNorm / BadLoss is the flag, the
+// parameters, momentum / m / v and the step count stay bit for bit — and the steps around it
+// match the CPU reference (which rejects the same step) bit for bit. Skipping the very first
+// step keeps SGD's "first step" (b ← g) for the next one.
+void check_skipped(const Backend& be) {
+  const Table table = custom_table();
+  const int64_t n = table.param_count;
+  const size_t un = static_cast<size_t>(n);
+  const Config configs[] = {
+      {"sgd momentum", with(sgd(0.9), [](auto& c) { c.weight_decay = 1e-2; })},
+      {"adamw L1", with(adam(OptimizerKind::kAdamW), [](auto& c) {
+         c.weight_decay = 1e-2;
+         c.l1 = 1e-3;
+       })},
+  };
+  for (const Config& cfg : configs) {
+    for (size_t offset : {size_t{0}, size_t{1}}) {
+      SCOPED_TRACE(be.name + " skip " + cfg.name + " offset " + std::to_string(offset));
+      OptimizerConfig config = cfg.config;
+      config.check_finite = true;
+      wren::Expected<wren::Optimizer<float>> opt =
+          wren::Optimizer<float>::create(config, table.segments, n);
+      ASSERT_TRUE(opt.ok()) << opt.error().message();
+      const bool sgd_kind = config.kind == OptimizerKind::kSgd;
+      std::vector<float> params_ref = random_values(un, 0.1f, 91);
+      DeviceFloats params(be, un, offset), grads(be, un, offset), s0(be, un, offset),
+          s1(be, un, offset);
+      params.put(params_ref);
+      const std::vector<float> zeros(un, 0.0f);
+      s0.put(zeros);
+      s1.put(zeros);
+      const std::vector<FusedSegment> segs = fused_segments(table.segments);
+      void* d_segs = be.alloc(segs.size() * sizeof(FusedSegment));
+      be.upload(d_segs, segs.data(), segs.size() * sizeof(FusedSegment));
+      void* d_scalars = be.alloc(sizeof(FusedOptimScalars));
+      FusedOptimScalars init;
+      be.upload(d_scalars, &init, sizeof init);
+      void* d_loss = be.alloc(sizeof(float));
+      const int32_t nseg = static_cast<int32_t>(segs.size());
+      void* workspace = be.alloc(wren::fused_optimizer_workspace_bytes(nseg));
+      FusedOptimizerArgs args;
+      args.params = params.ptr;
+      args.grads = grads.ptr;
+      args.momentum = sgd_kind ? s0.ptr : nullptr;
+      args.m = sgd_kind ? nullptr : s0.ptr;
+      args.v = sgd_kind ? nullptr : s1.ptr;
+      args.param_count = n;
+      args.segments = static_cast<const FusedSegment*>(d_segs);
+      args.segment_count = nseg;
+      args.scalars = static_cast<FusedOptimScalars*>(d_scalars);
+      args.workspace = workspace;
+      args.loss = static_cast<const float*>(d_loss);
+      args.config = fused_config(config);
+
+      auto device_state = [&] {
+        std::vector<float> all = params.get();
+        const std::vector<float> a = s0.get(), b = s1.get();
+        all.insert(all.end(), a.begin(), a.end());
+        if (!sgd_kind) all.insert(all.end(), b.begin(), b.end());
+        return all;
+      };
+      auto ref_state = [&] {
+        std::vector<float> all = params_ref;
+        for (const std::string& name : opt->state_names()) {
+          const std::span<const float> st = std::as_const(*opt).state(name);
+          all.insert(all.end(), st.begin(), st.end());
+        }
+        return all;
+      };
+      // One step: gradients `g`, loss scalar `loss`; `expected` the status (0: applied).
+      int64_t steps_done = 0;
+      auto step = [&](const std::vector<float>& g, float loss, int32_t expected) {
+        grads.put(g);
+        be.upload(d_loss, &loss, sizeof loss);
+        const double lr = sgd_kind ? 0.05 : 3e-3;
+        be.upload(static_cast<unsigned char*>(d_scalars) + offsetof(FusedOptimScalars, lr), &lr,
+                  sizeof lr);
+        const std::vector<float> before = device_state();
+        be.step(args);
+        ASSERT_EQ(be.sync(), "");
+        FusedOptimScalars sc;
+        be.download(&sc, d_scalars, sizeof sc);
+        EXPECT_EQ(sc.status, expected);
+        if (expected == 0) {
+          ++steps_done;
+          ASSERT_TRUE(opt->step(params_ref, g, lr).ok());
+          EXPECT_EQ(count_bit_mismatches(device_state(), ref_state(), "params and state"), 0u);
+        } else {
+          EXPECT_EQ(count_bit_mismatches(device_state(), before, "params and state"), 0u)
+              << "a skipped step must touch nothing";
+          if (expected == wren::kFusedStatusBadNorm) {
+            EXPECT_FALSE(std::isfinite(sc.grad_norm));
+            const wren::Status st = opt->step(params_ref, g, lr);  // the CPU rejects it too
+            ASSERT_FALSE(st.ok());
+            EXPECT_EQ(st.error().code(), wren::ErrorCode::kNumericError);
+          }
+        }
+        EXPECT_EQ(sc.step_count, steps_done);
+        EXPECT_EQ(opt->step_count(), steps_done);
+      };
+      std::vector<float> g = random_values(un, 0.1f, 92);
+      g[500] = std::nanf("");
+      step(g, 1.0f, wren::kFusedStatusBadNorm);  // the very first step
+      step(random_values(un, 0.1f, 93), 1.0f, 0);
+      g = random_values(un, 0.1f, 94);
+      g[un - 1] = -INFINITY;  // in the last, partial chunk
+      step(g, 1.0f, wren::kFusedStatusBadNorm);
+      step(random_values(un, 0.1f, 95), INFINITY, wren::kFusedStatusBadLoss);
+      step(random_values(un, 0.1f, 95), std::nanf(""), wren::kFusedStatusBadLoss);
+      step(random_values(un, 0.1f, 96), 2.5f, 0);
+      step(random_values(un, 0.1f, 97), 2.5f, 0);
+      EXPECT_EQ(steps_done, 3);
+      be.release(workspace);
+      be.release(d_loss);
+      be.release(d_scalars);
+      be.release(d_segs);
+    }
+  }
+}
+
 TEST(OptimKernels, EmuMatchesCpuBitForBit) {
   const Backend be = emu_backend();
   for (auto schedule : {wren::emu::Schedule::kForward, wren::emu::Schedule::kReverse,
@@ -521,6 +665,17 @@ TEST(OptimKernels, EmuRejectedStepUpdatesNothing) {
   check_rejected(emu_backend());
 }
 
+TEST(OptimKernels, EmuNonFiniteCheckSkipsTheStepAndSetsTheFlag) {
+  const Backend be = emu_backend();
+  for (auto schedule : {wren::emu::Schedule::kForward, wren::emu::Schedule::kReverse,
+                        wren::emu::Schedule::kRandom}) {
+    SCOPED_TRACE(static_cast<int>(schedule));
+    wren::emu::set_schedule(schedule, 31);
+    check_skipped(be);
+  }
+  wren::emu::set_schedule(wren::emu::Schedule::kForward);
+}
+
 TEST(OptimKernels, CudaMatchesCpuBitForBit) {
 #if defined(WREN_HAVE_CUDA)
   if (wren::kernels::device_count() == 0) GTEST_SKIP() << "no CUDA device on this machine";
@@ -528,6 +683,7 @@ TEST(OptimKernels, CudaMatchesCpuBitForBit) {
   check_all(be, true);
   check_norms(be);
   check_rejected(be);
+  check_skipped(be);
 #else
   GTEST_SKIP() << "built without the CUDA backend (WREN_HAVE_CUDA off)";
 #endif
