@@ -1,7 +1,9 @@
 #include "wren/graph.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <limits>
 
 namespace wren {
 
@@ -39,6 +41,21 @@ std::string op_label(OpKind kind, const std::string& name) {
 std::string pair_str(const std::array<int, 2>& v) {
   return std::to_string(v[0]) + "x" + std::to_string(v[1]);
 }
+
+// Ops index tensors with int (the executor refuses a batched value of 2^31 elements or more),
+// so a per-sample value or a parameter that large cannot run. Counted without overflow: absurd
+// sizes from a model file (conv2d out=2147483647 padding=2147483647) are an error, not a
+// wrapped count (tests/fuzz/regressions/model_file/).
+bool too_many_elements(const Shape& shape) {
+  int64_t n = 1;
+  for (int d = 0; d < shape.rank(); ++d) {
+    if (__builtin_mul_overflow(n, shape[d], &n) || n > std::numeric_limits<int32_t>::max())
+      return true;
+  }
+  return false;
+}
+
+constexpr char kTooMany[] = " has 2^31 elements or more";
 
 }  // namespace
 
@@ -102,6 +119,12 @@ Value Graph::add_node(Node node, Shape shape, ValueType type, bool batched) {
       return {};
     }
   }
+  if (too_many_elements(shape)) {
+    const std::string shown = batched ? shape.with_batch(0).str().replace(1, 1, "N") : shape.str();
+    fail(invalid_argument(op_label(node.kind, node.name) + ": output " + shown + kTooMany +
+                          " per sample"));
+    return {};
+  }
   const int value_id = static_cast<int>(values_.size());
   node.output = value_id;
   values_.push_back(ValueInfo{shape, type, batched, static_cast<int>(nodes_.size())});
@@ -132,8 +155,9 @@ int Graph::add_buffer(const std::string& name, Shape shape, float init_value) {
 
 Value Graph::input(const std::string& name, Shape sample_shape) {
   if (!status_.ok() || !claim_name(OpKind::kInput, name)) return {};
-  if (sample_shape.rank() == 0 || sample_shape.rank() >= Shape::kMaxRank ||
-      sample_shape.numel() <= 0) {
+  bool positive = sample_shape.rank() > 0 && sample_shape.rank() < Shape::kMaxRank;
+  for (int d = 0; positive && d < sample_shape.rank(); ++d) positive = sample_shape[d] > 0;
+  if (!positive) {
     fail(invalid_argument(op_label(OpKind::kInput, name) + ": per-sample shape " +
                           sample_shape.str() + " must have 1 to 3 positive dimensions"));
     return {};
@@ -182,14 +206,20 @@ Value Graph::conv2d(const std::string& name, Value x, const Conv2dOptions& o) {
   }
   const int64_t span_h = int64_t{o.dilation[0]} * (o.kernel[0] - 1) + 1;
   const int64_t span_w = int64_t{o.dilation[1]} * (o.kernel[1] - 1) + 1;
-  if (span_h > h + 2 * o.padding[0] || span_w > w + 2 * o.padding[1]) {
+  const int64_t padded_h = h + 2 * int64_t{o.padding[0]}, padded_w = w + 2 * int64_t{o.padding[1]};
+  if (span_h > padded_h || span_w > padded_w) {
     fail(invalid_argument(label + ": kernel " + pair_str(o.kernel) + " (dilation " +
                           pair_str(o.dilation) + ") does not fit input " + shape_str(x) +
                           " with padding " + pair_str(o.padding)));
     return {};
   }
-  const int64_t p = (h + 2 * o.padding[0] - span_h) / o.stride[0] + 1;
-  const int64_t q = (w + 2 * o.padding[1] - span_w) / o.stride[1] + 1;
+  const int64_t p = (padded_h - span_h) / o.stride[0] + 1;
+  const int64_t q = (padded_w - span_w) / o.stride[1] + 1;
+  const Shape weight{o.out_channels, c, o.kernel[0], o.kernel[1]};
+  if (too_many_elements(weight)) {
+    fail(invalid_argument(label + ": weight " + weight.str() + kTooMany));
+    return {};
+  }
   const int64_t fan_in = c * o.kernel[0] * o.kernel[1];
 
   Node node;
@@ -198,8 +228,8 @@ Value Graph::conv2d(const std::string& name, Value x, const Conv2dOptions& o) {
   node.inputs = {x.id};
   node.conv = o;
   node.conv.in_channels = static_cast<int>(c);
-  node.weight = add_param(name + ".weight", Shape{o.out_channels, c, o.kernel[0], o.kernel[1]},
-                          ParamGroup::kDecay, ParamInit::kUniformFanIn, fan_in);
+  node.weight = add_param(name + ".weight", weight, ParamGroup::kDecay, ParamInit::kUniformFanIn,
+                          fan_in);
   if (o.bias)
     node.bias = add_param(name + ".bias", Shape{o.out_channels}, ParamGroup::kNoDecay,
                           ParamInit::kUniformFanIn, fan_in);
@@ -223,14 +253,19 @@ Value Graph::linear(const std::string& name, Value x, const LinearOptions& o) {
                           "]), got " + shape_str(x) + " = " + std::to_string(in) + " features"));
     return {};
   }
+  const Shape weight{o.out_features, in};
+  if (too_many_elements(weight)) {
+    fail(invalid_argument(label + ": weight " + weight.str() + kTooMany));
+    return {};
+  }
   Node node;
   node.kind = kind;
   node.name = name;
   node.inputs = {x.id};
   node.linear = o;
   node.linear.in_features = static_cast<int>(in);
-  node.weight = add_param(name + ".weight", Shape{o.out_features, in}, ParamGroup::kDecay,
-                          ParamInit::kUniformFanIn, in);
+  node.weight = add_param(name + ".weight", weight, ParamGroup::kDecay, ParamInit::kUniformFanIn,
+                          in);
   if (o.bias)
     node.bias = add_param(name + ".bias", Shape{o.out_features}, ParamGroup::kNoDecay,
                           ParamInit::kUniformFanIn, in);
@@ -302,14 +337,14 @@ Value Graph::pool(OpKind kind, Value x, const Pool2dOptions& options, const std:
   const Shape& in = value_info(x).shape;
   if (!expect_nchw(label, x)) return {};
   if (o.kernel[0] <= 0 || o.kernel[1] <= 0 || o.stride[0] <= 0 || o.stride[1] <= 0 ||
-      o.padding[0] < 0 || o.padding[1] < 0 || 2 * o.padding[0] > o.kernel[0] ||
-      2 * o.padding[1] > o.kernel[1]) {
+      o.padding[0] < 0 || o.padding[1] < 0 || 2 * int64_t{o.padding[0]} > o.kernel[0] ||
+      2 * int64_t{o.padding[1]} > o.kernel[1]) {
     fail(invalid_argument(label + ": kernel " + pair_str(o.kernel) + " and stride " +
                           pair_str(o.stride) + " must be positive, padding " +
                           pair_str(o.padding) + " at most half the kernel"));
     return {};
   }
-  const int64_t h = in[1] + 2 * o.padding[0], w = in[2] + 2 * o.padding[1];
+  const int64_t h = in[1] + 2 * int64_t{o.padding[0]}, w = in[2] + 2 * int64_t{o.padding[1]};
   if (o.kernel[0] > h || o.kernel[1] > w) {
     fail(invalid_argument(label + ": kernel " + pair_str(o.kernel) + " does not fit input " +
                           shape_str(x) + " with padding " + pair_str(o.padding)));

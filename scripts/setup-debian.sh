@@ -15,7 +15,11 @@ packages=(
   libcli11-dev                 # command-line parsing
   nlohmann-json3-dev           # JSON: run configs, metrics, checkpoint headers
   dataset-fashion-mnist        # the default training data, /usr/share/datasets/fashion-mnist
+  clang libomp-dev             # the fuzz preset (tests/fuzz/): libFuzzer needs clang; OpenMP for it
 )
+# libFuzzer's and the sanitizers' runtime for clang: its own package on Debian 12 (Ubuntu 22.04
+# ships it in libclang-common-14-dev, which clang depends on).
+if apt-cache show libclang-rt-dev >/dev/null 2>&1; then packages+=(libclang-rt-dev); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "train/json_value.h"
+
 namespace wren {
 namespace {
 
@@ -305,10 +307,10 @@ Expected<CheckpointInfo> read_checkpoint_info(const SafeTensorsFile& file) {
     const Json n = Json::parse(*norm), in = Json::parse(*input);
     info.normalization.mean = n.at("mean").get<std::vector<float>>();
     info.normalization.std = n.at("std").get<std::vector<float>>();
-    info.input.channels = in.at("channels").get<int>();
-    info.input.height = in.at("height").get<int>();
-    info.input.width = in.at("width").get<int>();
-    info.input.classes = in.at("classes").get<int>();
+    info.input.channels = json_value<int>(in.at("channels"), "channels");
+    info.input.height = json_value<int>(in.at("height"), "height");
+    info.input.width = json_value<int>(in.at("width"), "width");
+    info.input.classes = json_value<int>(in.at("classes"), "classes");
   } catch (const std::exception& e) {
     return data_error(file.path() + ": metadata: " + e.what());
   }

@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "train/checkpoint.h"
+#include "train/json_value.h"
 #include "train/progress.h"
 #include "wren/atomic_file.h"
 #include "wren/device.h"
@@ -410,7 +411,7 @@ Expected<TrainConfig> config_from_json(const std::string& text) {
     // Absent keys keep their defaults, so older configs still load.
     auto get = [](const Json& obj, const char* key, auto& field) {
       if (obj.contains(key) && !obj.at(key).is_null()) {
-        field = obj.at(key).get<std::remove_reference_t<decltype(field)>>();
+        field = json_value<std::remove_reference_t<decltype(field)>>(obj.at(key), key);
       }
     };
     get(j, "model", c.model);
