@@ -305,6 +305,18 @@ void PrintTo(const DeviceCase& d, std::ostream* os) {
 
 class NonFiniteTest : public TrainTest, public ::testing::WithParamInterface<DeviceCase> {
  protected:
+  // The emulator under ASan (WREN_EMU_ASAN: one worker, instrumented kernels) takes minutes per
+  // training run: there the heavy cases run on the cpu and the emulator's recorded step only;
+  // every case runs on emu in the release build (CI's first stage).
+  void skip_if_heavy_under_asan(bool keep_recorded_step) {
+#if defined(WREN_EMU_ASAN)
+    const DeviceCase& d = GetParam();
+    if (std::string(d.device) == "emu" && !(keep_recorded_step && d.cuda_graph))
+      GTEST_SKIP() << "emu under ASan: minutes per run; runs on emu in the release build";
+#else
+    (void)keep_recorded_step;
+#endif
+  }
   void SetUp() override {
     const std::string device = GetParam().device;
     if (device == "emu" && !built_with_emu()) GTEST_SKIP() << "this build has no emulator";
@@ -345,6 +357,7 @@ class NonFiniteTest : public TrainTest, public ::testing::WithParamInterface<Dev
 // step, epoch and batch and the layer; the weights are not updated and last.safetensors stays
 // the one of the last epoch end, finite.
 TEST_P(NonFiniteTest, StopNamesTheStepAndTheParameterOfANonFiniteGradient) {
+  skip_if_heavy_under_asan(/*keep_recorded_step=*/true);
   const DeviceCase& d = GetParam();
   TrainConfig c = config_for(d, "stop");
   c.inject_nonfinite = {.step = 10, .param = "fc2.weight"};  // epoch 1, batch 2
@@ -367,6 +380,7 @@ TEST_P(NonFiniteTest, StopNamesTheStepAndTheParameterOfANonFiniteGradient) {
 
 // A non-finite input pixel makes the loss non-finite: named by the first op whose output is.
 TEST_P(NonFiniteTest, StopNamesTheFirstOpOfANonFiniteLoss) {
+  skip_if_heavy_under_asan(/*keep_recorded_step=*/true);
   const DeviceCase& d = GetParam();
   TrainConfig c = config_for(d, "loss");
   c.inject_nonfinite = {.step = 3, .param = "", .value = std::numeric_limits<float>::infinity()};
@@ -386,6 +400,7 @@ TEST_P(NonFiniteTest, StopNamesTheFirstOpOfANonFiniteLoss) {
 // advance while the run's step does, one skipped_step record names the step, and the run goes
 // on to the end; resumed after the skip it is bit-identical to the uninterrupted run.
 TEST_P(NonFiniteTest, SkipStepLeavesWeightsAndStateAsTheStepBefore) {
+  skip_if_heavy_under_asan(/*keep_recorded_step=*/false);
   struct Poison {
     const char* name;
     const char* model;
@@ -481,6 +496,7 @@ TEST_P(NonFiniteTest, SkipStepLeavesWeightsAndStateAsTheStepBefore) {
 // Without a non-finite value the check changes nothing: the same run with the gradient check
 // off (as before --on-nonfinite), with stop and with skip-step ends in the same bits.
 TEST_P(NonFiniteTest, CheckingChangesNoResult) {
+  skip_if_heavy_under_asan(/*keep_recorded_step=*/false);
   const DeviceCase& d = GetParam();
   TrainConfig unchecked = config_for(d, "unchecked");
   unchecked.model = "ref-cnn-bn";
