@@ -103,6 +103,16 @@ class TrainTest : public ::testing::Test {
   fs::path root_;
 };
 
+// Whole training runs on the emulator under ASan take minutes each; they run in the release
+// build, and ASan checks the same kernels through the per-kernel emu suites.
+#if defined(WREN_EMU_ASAN)
+constexpr bool kEmuUnderAsan = true;
+#else
+constexpr bool kEmuUnderAsan = false;
+#endif
+constexpr const char* kAsanSkip =
+    "a training run on the emulator under ASan (minutes); runs in the release build";
+
 std::FILE* quiet_log() {
   static std::FILE* f = std::fopen("/dev/null", "w");
   return f;
@@ -213,6 +223,7 @@ TEST_F(ResumeTest, InterruptedAndResumedRunIsBitIdentical) {
 // checkpoint must still capture everything (the device state is copied out before saving and
 // back after loading).
 TEST_F(ResumeTest, OnTheEmulatorInterruptedAndResumedRunIsBitIdentical) {
+  if (kEmuUnderAsan) GTEST_SKIP() << kAsanSkip;
   if (!built_with_emu()) GTEST_SKIP() << "this build has no emulator";
   check_resume_is_bit_identical(
       OptimizerConfig{.kind = OptimizerKind::kAdamW, .weight_decay = 5e-4, .l1 = 1e-5}, "adamw",
@@ -222,6 +233,7 @@ TEST_F(ResumeTest, OnTheEmulatorInterruptedAndResumedRunIsBitIdentical) {
 // The same run on the CPU and in the emulator: the kernels' rounding differs from OpenBLAS's
 // only in the last bits, so the losses agree closely and the test predictions are the same.
 TEST_F(TrainTest, TheEmulatorTrainsLikeTheCpu) {
+  if (kEmuUnderAsan) GTEST_SKIP() << kAsanSkip;
   if (!built_with_emu()) GTEST_SKIP() << "this build has no emulator";
   TrainConfig c = small_config("cpu");
   c.epochs = 1;
@@ -244,6 +256,7 @@ TEST_F(TrainTest, TheEmulatorTrainsLikeTheCpu) {
 // enqueue-only path (no label check, no waits, LR from device memory). It must give exactly
 // the op-by-op run.
 TEST_F(TrainTest, OnTheEmulatorTheRecordedStepEqualsTheOpByOpStep) {
+  if (kEmuUnderAsan) GTEST_SKIP() << kAsanSkip;
   if (!built_with_emu()) GTEST_SKIP() << "this build has no emulator";
   TrainConfig c = small_config("recorded");
   c.epochs = 1;
@@ -308,14 +321,9 @@ class NonFiniteTest : public TrainTest, public ::testing::WithParamInterface<Dev
   // The emulator under ASan (WREN_EMU_ASAN: one worker, instrumented kernels) takes minutes per
   // training run: there the heavy cases run on the cpu and the emulator's recorded step only;
   // every case runs on emu in the release build (CI's first stage).
-  void skip_if_heavy_under_asan(bool keep_recorded_step) {
-#if defined(WREN_EMU_ASAN)
+  bool heavy_under_asan(bool keep_recorded_step) const {
     const DeviceCase& d = GetParam();
-    if (std::string(d.device) == "emu" && !(keep_recorded_step && d.cuda_graph))
-      GTEST_SKIP() << "emu under ASan: minutes per run; runs on emu in the release build";
-#else
-    (void)keep_recorded_step;
-#endif
+    return kEmuUnderAsan && std::string(d.device) == "emu" && !(keep_recorded_step && d.cuda_graph);
   }
   void SetUp() override {
     const std::string device = GetParam().device;
@@ -357,7 +365,7 @@ class NonFiniteTest : public TrainTest, public ::testing::WithParamInterface<Dev
 // step, epoch and batch and the layer; the weights are not updated and last.safetensors stays
 // the one of the last epoch end, finite.
 TEST_P(NonFiniteTest, StopNamesTheStepAndTheParameterOfANonFiniteGradient) {
-  skip_if_heavy_under_asan(/*keep_recorded_step=*/true);
+  if (heavy_under_asan(/*keep_recorded_step=*/true)) GTEST_SKIP() << kAsanSkip;
   const DeviceCase& d = GetParam();
   TrainConfig c = config_for(d, "stop");
   c.inject_nonfinite = {.step = 10, .param = "fc2.weight"};  // epoch 1, batch 2
@@ -380,7 +388,7 @@ TEST_P(NonFiniteTest, StopNamesTheStepAndTheParameterOfANonFiniteGradient) {
 
 // A non-finite input pixel makes the loss non-finite: named by the first op whose output is.
 TEST_P(NonFiniteTest, StopNamesTheFirstOpOfANonFiniteLoss) {
-  skip_if_heavy_under_asan(/*keep_recorded_step=*/true);
+  if (heavy_under_asan(/*keep_recorded_step=*/true)) GTEST_SKIP() << kAsanSkip;
   const DeviceCase& d = GetParam();
   TrainConfig c = config_for(d, "loss");
   c.inject_nonfinite = {.step = 3, .param = "", .value = std::numeric_limits<float>::infinity()};
@@ -400,7 +408,7 @@ TEST_P(NonFiniteTest, StopNamesTheFirstOpOfANonFiniteLoss) {
 // advance while the run's step does, one skipped_step record names the step, and the run goes
 // on to the end; resumed after the skip it is bit-identical to the uninterrupted run.
 TEST_P(NonFiniteTest, SkipStepLeavesWeightsAndStateAsTheStepBefore) {
-  skip_if_heavy_under_asan(/*keep_recorded_step=*/false);
+  if (heavy_under_asan(/*keep_recorded_step=*/false)) GTEST_SKIP() << kAsanSkip;
   struct Poison {
     const char* name;
     const char* model;
@@ -496,7 +504,7 @@ TEST_P(NonFiniteTest, SkipStepLeavesWeightsAndStateAsTheStepBefore) {
 // Without a non-finite value the check changes nothing: the same run with the gradient check
 // off (as before --on-nonfinite), with stop and with skip-step ends in the same bits.
 TEST_P(NonFiniteTest, CheckingChangesNoResult) {
-  skip_if_heavy_under_asan(/*keep_recorded_step=*/false);
+  if (heavy_under_asan(/*keep_recorded_step=*/false)) GTEST_SKIP() << kAsanSkip;
   const DeviceCase& d = GetParam();
   TrainConfig unchecked = config_for(d, "unchecked");
   unchecked.model = "ref-cnn-bn";
