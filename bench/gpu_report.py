@@ -541,17 +541,19 @@ def tests_section(root, st):
 CHECK_RE = re.compile(r"^(\d+) tensors compared on (.+?) against the CPU reference: (.*)$")
 
 
+def stage_names(root, st, prefix):
+    """The stages named `prefix`*: those with a log and those in stages.tsv, in stage order
+    (stages.tsv's, then by name)."""
+    names = {os.path.basename(p)[:-4] for p in glob.glob(os.path.join(root, prefix + "*.log"))}
+    names |= {r["name"] for r in st.rows if r["name"].startswith(prefix)}
+    order = {r["name"]: i for i, r in enumerate(st.rows)}
+    return sorted(names, key=lambda n: (order.get(n, 1 << 30), n))
+
+
 def check_section(root, st):
     md = ["## wren check", ""]
-    names = set()
-    for p in glob.glob(os.path.join(root, "check-*.log")):
-        names.add(os.path.basename(p)[:-4])
-    for r in st.rows:
-        if r["name"].startswith("check-"):
-            names.add(r["name"])
-    order = {r["name"]: i for i, r in enumerate(st.rows)}
     entries = []
-    for name in sorted(names, key=lambda n: (order.get(n, 1 << 30), n)):
+    for name in stage_names(root, st, "check-"):
         m = re.match(r"^check-(.+)-(fp32|tf32|[a-z0-9]+)$", name)
         model, math_mode = (m.group(1), m.group(2)) if m else (name[6:], "?")
         status = st.status(name)
@@ -642,15 +644,8 @@ def main_job_section(root, st):
 
 def sanitize_section(root, st):
     md = ["## compute-sanitizer", ""]
-    names = set()
-    for p in glob.glob(os.path.join(root, "sanitize-*.log")):
-        names.add(os.path.basename(p)[:-4])
-    for r in st.rows:
-        if r["name"].startswith("sanitize-"):
-            names.add(r["name"])
-    order = {r["name"]: i for i, r in enumerate(st.rows)}
     entries = []
-    for name in sorted(names, key=lambda n: (order.get(n, 1 << 30), n)):
+    for name in stage_names(root, st, "sanitize-"):
         tool = name[len("sanitize-"):]
         status = st.status(name)
         text = read_text(os.path.join(root, name + ".log"))
