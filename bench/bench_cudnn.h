@@ -15,7 +15,7 @@
 
 #include "wren/error.h"
 #include "wren/math_mode.h"
-#include "wren/ops/conv2d.h"
+#include "conv/conv.h"
 
 namespace wren::bench {
 

@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "launch.h"
+#include "common/launch.h"
 
 namespace {
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "wren/backend.h"
-#include "wren/ops/conv2d.h"
-#include "wren/ops/linear.h"
+#include "conv/conv.h"
+#include "linear/linear.h"
 
 namespace wren {
 namespace {

@@ -8,11 +8,11 @@
 #include "gradcheck.h"
 #include "wren/executor.h"
 #include "wren/models.h"
-#include "wren/ops/conv2d.h"
-#include "wren/ops/elementwise.h"
-#include "wren/ops/linear.h"
-#include "wren/ops/pool.h"
-#include "wren/ops/softmax_ce.h"
+#include "conv/conv.h"
+#include "elementwise/elementwise.h"
+#include "linear/linear.h"
+#include "pool/pool.h"
+#include "softmax_ce/softmax_ce.h"
 
 namespace wren {
 namespace {

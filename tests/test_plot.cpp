@@ -3,7 +3,7 @@
 // installed), one element per series with the right number of points, legends, the optional L1
 // panel, data-to-pixel mapping checked against a transform computed here, edge cases, atomic
 // writing and PNG conversion through rsvg-convert (a fake one on PATH, the real one if present).
-#include "wren/plot.h"
+#include "cli/plot.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "train/checkpoint.h"
-#include "wren/plot.h"
+#include "cli/plot.h"
 #include "wren/safetensors.h"
 #include "wren/device.h"
 #include "wren/train.h"

@@ -25,7 +25,7 @@
 #include "wren/device.h"
 #include "wren/data.h"
 #include "wren/models.h"
-#include "wren/plot.h"
+#include "cli/plot.h"
 #include "wren/safetensors.h"
 #include "wren/schedule.h"
 #include "wren/train.h"

@@ -19,11 +19,11 @@
 #include "wren/data.h"
 #include "wren/error.h"
 #include "wren/math_mode.h"
-#include "wren/ops/batch_norm.h"
-#include "wren/ops/conv2d.h"
-#include "wren/ops/linear.h"
-#include "wren/ops/pool.h"
-#include "wren/ops/softmax_ce.h"
+#include "batch_norm/batch_norm.h"
+#include "conv/conv.h"
+#include "linear/linear.h"
+#include "pool/pool.h"
+#include "softmax_ce/softmax_ce.h"
 #include "wren/optimizer.h"
 #include "wren/rng.h"
 #include "wren/tensor.h"
@@ -31,7 +31,7 @@
 namespace wren {
 
 // The optimizer of a device whose parameters live in device memory (cuda, emu): the fused
-// optimizer kernel (kernels/optim.h) with its state buffers in device memory. The cpu device
+// optimizer kernel (kernels/optimizer/optimizer.h) with its state buffers in device memory. The cpu device
 // has none: wren::Optimizer updates host memory directly. The host-side wren::Optimizer of a
 // run stays the owner of the configuration and of the checkpointed state: download_state()
 // copies the device state into it before a checkpoint, upload_state() after a resume.
@@ -63,7 +63,7 @@ class DeviceOptimizer {
 };
 
 // The data path on a kernel device (cuda, emu): a dataset held in device memory once, as its
-// uint8 pixels, and each batch gathered, augmented and normalized there by kernels/data.h,
+// uint8 pixels, and each batch gathered, augmented and normalized there by kernels/augment/augment.h,
 // bit-identical to wren::make_batch<float>. Only the batch's sample indices travel per step.
 class DeviceBatcher {
  public:
@@ -198,7 +198,7 @@ class Backend {
                                               const T* class_weights, T dloss, T* dlogits) = 0;
 };
 
-// The CPU reference device (host/cpu_backend.cpp), for T = float or double.
+// The CPU reference device (host/backends/cpu_backend.cpp), for T = float or double.
 struct CpuBackendOptions {
   // Round the matrix operands of conv and linear (both inputs of every product, forward and
   // backward) to TF32 before the fp32 product, as the device's --math tf32 path does; bias and
@@ -212,8 +212,8 @@ std::unique_ptr<Backend<T>> make_cpu_backend(const CpuBackendOptions& options = 
 
 const char* to_string(MathMode mode);  // "fp32", "tf32"
 
-// Which GEMM runs the linear layers on the cuda device: Wren's kernel (kernels/linear.cu, also
-// in the emulator) or cuBLAS (kernels/cublas_linear.cu; cuda only).
+// Which GEMM runs the linear layers on the cuda device: Wren's kernel (kernels/linear/linear.cu, also
+// in the emulator) or cuBLAS (kernels/linear/cublas_linear.cu; cuda only).
 enum class LinearImpl { kWren, kCublas };
 const char* to_string(LinearImpl impl);  // "wren", "cublas"
 
@@ -223,7 +223,7 @@ struct BackendOptions {
   LinearImpl linear = LinearImpl::kWren;    // cuda only (emu and cpu refuse kCublas)
 };
 
-// A float backend for any device (host/device.cpp): kUnavailable naming what is missing when
+// A float backend for any device (host/backends/device.cpp): kUnavailable naming what is missing when
 // this build or this machine cannot provide it (no CUDA toolkit at build time, no GPU, no
 // emulator), not a crash.
 Expected<std::unique_ptr<Backend<float>>> make_backend(const BackendOptions& options);

@@ -12,10 +12,12 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "augment/augment.h"
 #include "wren/error.h"
 
 namespace wren {
@@ -40,6 +42,35 @@ struct Dataset {
 
   int64_t image_size() const { return int64_t{channels} * height * width; }
 };
+
+// The view of a dataset held on the host (its own vectors).
+inline DatasetView dataset_view(const Dataset& dataset) {
+  return DatasetView{dataset.pixels.data(), dataset.labels.data(), dataset.count,
+                     dataset.channels,      dataset.height,        dataset.width};
+}
+
+// The view of `dataset` once its pixels and labels have been copied, unchanged, to
+// `device_images` (dataset.pixels.size() bytes) and `device_labels` (dataset.labels.size()
+// int32 values). Throws std::invalid_argument if the dataset is inconsistent.
+inline DatasetView device_dataset_view(const Dataset& dataset, const uint8_t* device_images,
+                                             const int32_t* device_labels) {
+  if (dataset.count < 0 || dataset.channels <= 0 || dataset.height <= 0 || dataset.width <= 0 ||
+      dataset.pixels.size() != static_cast<size_t>(dataset.count * dataset.image_size()) ||
+      dataset.labels.size() != static_cast<size_t>(dataset.count)) {
+    throw std::invalid_argument("device_dataset_view: dataset " + dataset.source +
+                                " is inconsistent (" + std::to_string(dataset.count) +
+                                " images of " + std::to_string(dataset.channels) + "x" +
+                                std::to_string(dataset.height) + "x" +
+                                std::to_string(dataset.width) + ", " +
+                                std::to_string(dataset.pixels.size()) + " pixel bytes, " +
+                                std::to_string(dataset.labels.size()) + " labels)");
+  }
+  if (dataset.count > 0 && (device_images == nullptr || device_labels == nullptr)) {
+    throw std::invalid_argument("device_dataset_view: null device images or labels");
+  }
+  return DatasetView{device_images, device_labels, dataset.count, dataset.channels,
+                           dataset.height, dataset.width};
+}
 
 // The contents of a file, inflated when it starts with the gzip magic 1f 8b (whatever its
 // name). Concatenated gzip members are read as one stream; a corrupt or truncated stream, or
@@ -91,11 +122,6 @@ struct TrainValSplit {
 // RngStream::kSplit at step 0. val_count is clamped to [0, count].
 TrainValSplit split_train_val(int64_t count, int64_t val_count, uint64_t seed);
 
-// Per-channel mean and standard deviation in [0, 1] pixel units (x / 255).
-struct Normalization {
-  std::vector<float> mean, std;  // [channels]
-};
-
 // Mean and population standard deviation per channel over the images `indices` (each in
 // [0, count); the training set, never the validation or test set), accumulated exactly in integers
 // and finished in double. A channel with zero variance (or no indices) gets std 1 so normalizing
@@ -111,54 +137,20 @@ std::vector<int64_t> epoch_order(std::span<const int64_t> indices, uint64_t seed
 
 // --- Batches ----------------------------------------------------------------------------------
 
-enum class PadMode {
-  kZero,     // padded pixels are raw 0 (black) before normalization, i.e. −mean/std after
-  kReflect,  // padded pixels mirror the image without repeating the edge (numpy "reflect")
-};
-
-struct AugmentConfig {
-  int crop_padding = 0;  // random crop of the H×W image padded by this much on every side
-  PadMode pad_mode = PadMode::kZero;
-  bool horizontal_flip = false;  // mirror left-right with probability 1/2
-  int cutout = 0;                // side of the square set to 0 after normalization; 0 = off
-};
-
-// Random draws per sample: the sample at batch position b uses uniform_at(key, step, 8·b + k)
-// with key = make_rng_key(seed, RngStream::kAugment), for k =
-inline constexpr int kAugmentDrawCropY = 0;       // crop offset oy = (m · (2p + 1)) >> 24
-inline constexpr int kAugmentDrawCropX = 1;       // crop offset ox = (m · (2p + 1)) >> 24
-inline constexpr int kAugmentDrawFlip = 2;        // flip when u < 0.5
-inline constexpr int kAugmentDrawCutoutY = 3;     // cutout centre cy = (m · H) >> 24
-inline constexpr int kAugmentDrawCutoutX = 4;     // cutout centre cx = (m · W) >> 24
-inline constexpr int kAugmentDrawsPerSample = 8;  // 5..7 reserved
-// where u is the draw and m = u · 2²⁴ its 24-bit integer (exact). Every draw is made whether or
-// not its augmentation is on, so switching one on does not change the others.
-//
-// Output pixel (c, y, x) of an augmented sample, with xs = flip ? W − 1 − x : x, is the padded
-// image's pixel (y + oy, xs + ox), i.e. the source pixel (y + oy − p, xs + ox − p), padded per
-// pad_mode; then normalized; then set to 0 inside rows [cy − s/2, cy − s/2 + s) × columns
-// [cx − s/2, cx − s/2 + s), clipped at the borders (s = cutout, s/2 rounded down).
-
 // Whether make_batch may be called with these arguments: every index in [0, count), one mean
 // and one positive finite std per channel, crop_padding and cutout >= 0. kInvalidArgument
 // naming the first problem.
 Status check_batch_inputs(const Dataset& dataset, std::span<const int64_t> sample_indices,
                           const Normalization& normalization, const AugmentConfig& augment);
 
-// Gathers the samples `sample_indices` (B of them) into images [B, C, H, W] and labels [B]:
-// value = (T(x) / T(255) − T(mean[c])) / T(std[c]) in T, with the augmentation above applied
-// when `augment` (a pure function of (seed, step, b) and the inputs). Without augmentation the
-// value is exactly that normalization of the stored pixel. Preconditions: check_batch_inputs.
+// make_batch (kernels/augment/augment.h) on a dataset held on the host. Preconditions:
+// check_batch_inputs.
 template <class T>
 void make_batch(const Dataset& dataset, std::span<const int64_t> sample_indices,
                 const Normalization& normalization, const AugmentConfig& augment_config,
-                bool augment, uint64_t seed, uint64_t step, T* images, int32_t* labels);
-
-extern template void make_batch<float>(const Dataset&, std::span<const int64_t>,
-                                       const Normalization&, const AugmentConfig&, bool, uint64_t,
-                                       uint64_t, float*, int32_t*);
-extern template void make_batch<double>(const Dataset&, std::span<const int64_t>,
-                                        const Normalization&, const AugmentConfig&, bool, uint64_t,
-                                        uint64_t, double*, int32_t*);
+                bool augment, uint64_t seed, uint64_t step, T* images, int32_t* labels) {
+  make_batch<T>(dataset_view(dataset), sample_indices, normalization, augment_config, augment,
+                seed, step, images, labels);
+}
 
 }  // namespace wren

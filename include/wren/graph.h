@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "wren/error.h"
-#include "wren/ops/softmax_ce.h"
+#include "softmax_ce/softmax_ce.h"
 #include "wren/shape.h"
 
 namespace wren {

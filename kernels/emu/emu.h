@@ -1,5 +1,5 @@
 // The SIMT emulator's kernel-side header: what a kernel source sees when g++ (not nvcc)
-// compiles it for the `emu` device. Kernel files do not include it directly; kernels/launch.h
+// compiles it for the `emu` device. Kernel files do not include it directly; kernels/common/launch.h
 // does, outside __CUDACC__. Rules for kernel authors: docs/EMULATOR.md.
 //
 // Model: a block runs on one worker OS thread; its CUDA threads are fibers on that worker.
@@ -103,7 +103,7 @@ void* dynamic_smem_base();
 
 void check_aligned(const void* p, size_t alignment, const char* type);
 
-// cp.async twins (kernels/ptx.cuh). A copy is deferred until the cp.async.wait that covers its
+// cp.async twins (kernels/common/ptx.cuh). A copy is deferred until the cp.async.wait that covers its
 // group, so a kernel that reads the destination before waiting reads garbage.
 void async_copy(void* dst, const void* src, unsigned bytes, unsigned src_bytes);
 void async_commit();

@@ -1,4 +1,4 @@
-// kernels/batch_norm.cu against the CPU reference (host/ops/batch_norm.cpp, float): on the
+// kernels/batch_norm/batch_norm.cu against the CPU reference (kernels/batch_norm/reference.cpp, float): on the
 // emulator under the forward, reverse and random fiber schedules, and on a GPU when one is
 // present.
 //
@@ -35,14 +35,14 @@
 #include <string>
 #include <vector>
 
-#include "batch_norm.h"
+#include "batch_norm/batch_norm.h"
 #include "emu/emu.h"
-#include "wren/ops/batch_norm.h"
+#include "batch_norm/batch_norm.h"
 
 #if defined(WREN_HAVE_CUDA)
 #include <cuda_runtime.h>
 
-#include "kernels_runtime.h"
+#include "common/runtime.h"
 #endif
 
 namespace {

@@ -1,4 +1,4 @@
-// kernels/conv.cu against the CPU reference (host/ops/conv2d.cpp, in float) and against a
+// kernels/conv/conv.cu against the CPU reference (kernels/conv/reference.cpp, in float) and against a
 // direct double-precision convolution computed here, for both math paths (fp32 FMAs and TF32
 // tensor cores), on the emulator under the forward, reverse and random fiber schedules, and
 // on a GPU when one is present. Also: the fused ReLU equals relu(conv) bit for bit, two runs
@@ -40,15 +40,15 @@
 #include <string>
 #include <vector>
 
-#include "conv.h"
+#include "conv/conv.h"
 #include "emu/emu.h"
-#include "gemm_tile.cuh"
-#include "wren/ops/conv2d.h"
+#include "common/gemm_tile.cuh"
+#include "conv/conv.h"
 
 #if defined(WREN_HAVE_CUDA)
 #include <cuda_runtime.h>
 
-#include "kernels_runtime.h"
+#include "common/runtime.h"
 #endif
 
 namespace {
@@ -548,7 +548,7 @@ void check_relu(uint32_t seed) {
       size_t negatives = 0;
       for (float& v : expected) {
         negatives += v < 0.0f;
-        v = (v > 0.0f || v != v) ? v : 0.0f;  // host/ops/elementwise.cpp's relu_forward
+        v = (v > 0.0f || v != v) ? v : 0.0f;  // kernels/elementwise/reference.cpp's relu_forward
       }
       EXPECT_GT(negatives, 0u) << what << ": nothing for the ReLU to clip";
       EXPECT_TRUE(bits_equal(fused.read(), expected)) << what << ": fused ReLU != relu(conv)";

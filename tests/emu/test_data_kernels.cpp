@@ -1,5 +1,5 @@
-// kernels/data.cu against the CPU reference: make_batch against wren::make_batch<float>
-// (host/data/augment.cpp) bit for bit, images and labels, and count_correct against the argmax
+// kernels/augment/augment.cu against the CPU reference: make_batch against wren::make_batch<float>
+// (kernels/augment/reference.cpp) bit for bit, images and labels, and count_correct against the argmax
 // rule of evaluate() (host/train/train.cpp, score_logits); on the emulator under the forward,
 // reverse and random fiber schedules, and on a GPU when one is present.
 //
@@ -24,21 +24,21 @@
 #include <string>
 #include <vector>
 
-#include "data.h"
+#include "augment/augment.h"
 #include "emu/emu.h"
 #include "wren/data.h"
 
 #if defined(WREN_HAVE_CUDA)
 #include <cuda_runtime.h>
 
-#include "kernels_runtime.h"
+#include "common/runtime.h"
 #endif
 
 namespace {
 
 using wren::AugmentConfig;
 using wren::Dataset;
-using wren::DeviceDatasetView;
+using wren::DatasetView;
 using wren::Normalization;
 using wren::PadMode;
 
@@ -86,7 +86,7 @@ class Buffer {
 struct EmuKernels {
   static constexpr bool kGpu = false;
   static constexpr const char* kName = "emu";
-  static void make_batch(DeviceDatasetView data, const int64_t* indices, int n, const float* mean,
+  static void make_batch(DatasetView data, const int64_t* indices, int n, const float* mean,
                          const float* std, AugmentConfig config, bool augment, uint64_t seed,
                          uint64_t step, float* out, int32_t* labels, void* ws) {
     wren::emu_kernels::make_batch(data, indices, n, mean, std, config, augment, seed, step, out,
@@ -103,7 +103,7 @@ struct EmuKernels {
 struct CudaKernels {
   static constexpr bool kGpu = true;
   static constexpr const char* kName = "cuda";
-  static void make_batch(DeviceDatasetView data, const int64_t* indices, int n, const float* mean,
+  static void make_batch(DatasetView data, const int64_t* indices, int n, const float* mean,
                          const float* std, AugmentConfig config, bool augment, uint64_t seed,
                          uint64_t step, float* out, int32_t* labels, void* ws) {
     wren::cuda_kernels::make_batch(data, indices, n, mean, std, config, augment, seed, step, out,
@@ -204,7 +204,7 @@ constexpr int32_t kLabelFill = -777;  // labels likewise
 // One make_batch call against the reference; `offset` floats before `out` (1: not 16-byte
 // aligned, so the scalar stores run) must stay untouched.
 template <class K>
-void check_one(const Dataset& ds, const DeviceDatasetView& view, Buffer<int64_t>& indices_buf,
+void check_one(const Dataset& ds, const DatasetView& view, Buffer<int64_t>& indices_buf,
                const std::vector<int64_t>& indices, Buffer<float>& mean_buf,
                Buffer<float>& std_buf, const Normalization& norm, const AugmentConfig& config,
                bool aug, SeedStep ss, int offset, const std::string& what) {
@@ -270,7 +270,7 @@ void check_make_batch(uint32_t seed) {
     Buffer<int32_t> labels(K::kGpu, ds.labels);
     Buffer<int64_t> indices_buf(K::kGpu, indices);
     Buffer<float> mean_buf(K::kGpu, norm.mean), std_buf(K::kGpu, norm.std);
-    const DeviceDatasetView view = wren::device_dataset_view(ds, images.get(), labels.get());
+    const DatasetView view = wren::device_dataset_view(ds, images.get(), labels.get());
 
     int call = 0;
     for (const NamedConfig& nc : configs(s.h, s.w)) {
@@ -319,7 +319,7 @@ void check_large_batches(uint32_t seed) {
     Buffer<int32_t> labels(K::kGpu, ds.labels);
     Buffer<int64_t> indices_buf(K::kGpu, indices);
     Buffer<float> mean_buf(K::kGpu, norm.mean), std_buf(K::kGpu, norm.std);
-    const DeviceDatasetView view = wren::device_dataset_view(ds, images.get(), labels.get());
+    const DatasetView view = wren::device_dataset_view(ds, images.get(), labels.get());
     for (bool aug : {true, false}) {
       const std::string what = std::string(K::kName) + " make_batch " + shape_name(l.shape) +
                                " n " + std::to_string(l.n) + (aug ? " augment" : " plain");
@@ -557,14 +557,14 @@ TEST(DataKernels, EmuCountCorrectRules) {
 TEST(DataKernels, EmuArgumentErrors) {
   std::mt19937 rng(3);
   const Dataset ds = make_dataset(3, 1, 4, 4, 10, rng);
-  const DeviceDatasetView view = wren::device_dataset_view(ds, ds.pixels.data(), ds.labels.data());
+  const DatasetView view = wren::device_dataset_view(ds, ds.pixels.data(), ds.labels.data());
   const std::vector<int64_t> indices = {0, 1};
   const float mean = 0.5f, std_dev = 0.25f;
   std::vector<float> out(32);
   std::vector<int32_t> labels(2);
   std::vector<double> ws(wren::make_batch_workspace_bytes(2, 1) / sizeof(double) + 2);
   void* const w = ws.data();
-  auto call = [&](DeviceDatasetView v, const int64_t* idx, int n, const float* m,
+  auto call = [&](DatasetView v, const int64_t* idx, int n, const float* m,
                   const float* s, AugmentConfig c, float* o, int32_t* l, void* workspace) {
     wren::emu_kernels::make_batch(v, idx, n, m, s, c, true, 1, 2, o, l, workspace, nullptr);
   };
@@ -589,7 +589,7 @@ TEST(DataKernels, EmuArgumentErrors) {
   EXPECT_THROW(call(view, indices.data(), 2, &mean, &std_dev, ok, out.data(), labels.data(),
                     static_cast<char*>(w) + 8),
                std::invalid_argument);
-  DeviceDatasetView bad_view = view;
+  DatasetView bad_view = view;
   bad_view.c = 0;
   EXPECT_THROW(call(bad_view, indices.data(), 2, &mean, &std_dev, ok, out.data(), labels.data(), w),
                std::invalid_argument);
@@ -636,12 +636,12 @@ TEST(DataKernels, EmuArgumentErrors) {
   EXPECT_EQ(wren::emu::take_error(), "");
 }
 
-TEST(DataKernels, DeviceDatasetView) {
+TEST(DataKernels, DatasetView) {
   std::mt19937 rng(4);
   Dataset ds = make_dataset(3, 2, 5, 7, 10, rng);
   const uint8_t* images = ds.pixels.data();
   const int32_t* labels = ds.labels.data();
-  const DeviceDatasetView v = wren::device_dataset_view(ds, images, labels);
+  const DatasetView v = wren::device_dataset_view(ds, images, labels);
   EXPECT_EQ(v.images, images);
   EXPECT_EQ(v.labels, labels);
   EXPECT_EQ(v.count, 3);

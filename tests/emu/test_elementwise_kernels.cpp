@@ -1,5 +1,5 @@
-// kernels/elementwise.cu against the CPU reference (host/ops/elementwise.cpp and
-// host/ops/dropout.cpp), bit for bit: on the emulator under every fiber schedule, and on a GPU
+// kernels/elementwise/elementwise.cu against the CPU reference (kernels/elementwise/reference.cpp and
+// kernels/dropout/reference.cpp), bit for bit: on the emulator under every fiber schedule, and on a GPU
 // when one is present. Sizes cover the empty case, a scalar tail shorter than a float4, and a
 // grid-stride loop over many blocks; offsets of one float exercise the scalar (unaligned) path.
 // Inputs include ±0, ±Inf, NaN and denormals; GELU also gets values far in the tails (x·Φ(x)
@@ -25,16 +25,16 @@
 #include <string>
 #include <vector>
 
-#include "elementwise.h"
+#include "elementwise/elementwise.h"
 #include "emu/emu.h"
-#include "wren/ops/dropout.h"
-#include "wren/ops/elementwise.h"
+#include "dropout/dropout.h"
+#include "elementwise/elementwise.h"
 #include "wren/rng.h"
 
 #if defined(WREN_HAVE_CUDA)
 #include <cuda_runtime.h>
 
-#include "kernels_runtime.h"
+#include "common/runtime.h"
 #endif
 
 namespace {

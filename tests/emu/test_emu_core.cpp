@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "launch.h"
+#include "common/launch.h"
 
 namespace {
 

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <vector>
 
-#include "launch.h"
+#include "common/launch.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
 // The devices behind one interface (wren::Backend<float>), checked by the same test bodies:
 //   cpu  — the reference ops in float
-//   emu  — the CUDA kernels (kernels/backend.cu) run by the SIMT emulator
+//   emu  — the CUDA kernels (host/backends/kernel_backend.cu) run by the SIMT emulator
 //   cuda — the same kernels on a GPU (skipped with the reason when there is none)
 // Each op is compared with the CPU reference in double precision on fresh random inputs
 // (odd shapes included). Reductions (conv, linear) are held to the rigorous floating-point

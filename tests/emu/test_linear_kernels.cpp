@@ -1,4 +1,4 @@
-// kernels/linear.cu against the CPU reference (host/ops/linear.cpp, in float) and against a
+// kernels/linear/linear.cu against the CPU reference (kernels/linear/reference.cpp, in float) and against a
 // double-precision product computed here, for both math paths (fp32 FMAs and TF32 tensor
 // cores), on the emulator under the forward, reverse and random fiber schedules, and on a GPU
 // when one is present; plus bit-identical reruns and the argument checks.
@@ -26,13 +26,13 @@
 #include <vector>
 
 #include "emu/emu.h"
-#include "linear.h"
-#include "wren/ops/linear.h"
+#include "linear/linear.h"
+#include "linear/linear.h"
 
 #if defined(WREN_HAVE_CUDA)
 #include <cuda_runtime.h>
 
-#include "kernels_runtime.h"
+#include "common/runtime.h"
 #endif
 
 namespace {

@@ -1,4 +1,4 @@
-// kernels/optim.cu against the CPU reference (wren::Optimizer<float>, host/optim/optimizer.cpp):
+// kernels/optimizer/optimizer.cu against the CPU reference (wren::Optimizer<float>, kernels/optimizer/reference.cpp):
 // on the emulator under every fiber schedule, and on a GPU when one is present.
 //
 // Every configuration runs 3 steps with fresh random gradients and a changing lr (read by the
@@ -31,14 +31,14 @@
 #include <vector>
 
 #include "emu/emu.h"
-#include "optim.h"
+#include "optimizer/optimizer.h"
 #include "wren/models.h"
 #include "wren/optimizer.h"
 
 #if defined(WREN_HAVE_CUDA)
 #include <cuda_runtime.h>
 
-#include "kernels_runtime.h"
+#include "common/runtime.h"
 #endif
 
 namespace {
@@ -46,7 +46,6 @@ namespace {
 using wren::DecayMode;
 using wren::FusedOptimizerArgs;
 using wren::FusedOptimScalars;
-using wren::FusedSegment;
 using wren::OptimizerConfig;
 using wren::OptimizerKind;
 using wren::ParamSegment;
@@ -132,33 +131,6 @@ struct DeviceFloats {
     return v;
   }
 };
-
-wren::FusedOptimConfig fused_config(const OptimizerConfig& c) {
-  wren::FusedOptimConfig f;
-  f.kind = c.kind == OptimizerKind::kSgd    ? wren::FusedOptimKind::kSgd
-           : c.kind == OptimizerKind::kAdam ? wren::FusedOptimKind::kAdam
-                                            : wren::FusedOptimKind::kAdamW;
-  f.momentum = c.momentum;
-  f.dampening = c.dampening;
-  f.nesterov = c.nesterov;
-  f.beta1 = c.beta1;
-  f.beta2 = c.beta2;
-  f.eps = c.eps;
-  f.weight_decay = c.weight_decay;
-  f.wd_decoupled = c.weight_decay_mode() == DecayMode::kDecoupled;
-  f.l1 = c.l1;
-  f.l1_decoupled = c.l1_mode == DecayMode::kDecoupled;
-  f.clip_norm = c.clip_norm;
-  f.check_finite = c.check_finite;
-  return f;
-}
-
-std::vector<FusedSegment> fused_segments(const std::vector<ParamSegment>& segments) {
-  std::vector<FusedSegment> out;
-  for (const ParamSegment& s : segments)
-    out.push_back({.offset = s.offset, .count = s.count, .lr_mult = s.lr_mult, .wd_mult = s.wd_mult});
-  return out;
-}
 
 // Normal values; every 7th exactly 0 (sign(0) = 0), one -0.
 std::vector<float> random_values(size_t n, float sigma, uint32_t seed) {
@@ -318,9 +290,9 @@ void check_case(const Backend& be, const Table& table, const Config& cfg, size_t
     m.put(zeros);
     v.put(zeros);
   }
-  const std::vector<FusedSegment> segs = fused_segments(table.segments);
-  void* d_segs = be.alloc(segs.size() * sizeof(FusedSegment));
-  be.upload(d_segs, segs.data(), segs.size() * sizeof(FusedSegment));
+  const std::vector<ParamSegment>& segs = table.segments;
+  void* d_segs = be.alloc(segs.size() * sizeof(ParamSegment));
+  be.upload(d_segs, segs.data(), segs.size() * sizeof(ParamSegment));
   void* d_scalars = be.alloc(sizeof(FusedOptimScalars));
   FusedOptimScalars scalars;
   be.upload(d_scalars, &scalars, sizeof scalars);
@@ -334,11 +306,11 @@ void check_case(const Backend& be, const Table& table, const Config& cfg, size_t
   args.m = sgd_kind ? nullptr : m.ptr;
   args.v = sgd_kind ? nullptr : v.ptr;
   args.param_count = n;
-  args.segments = static_cast<const FusedSegment*>(d_segs);
+  args.segments = static_cast<const ParamSegment*>(d_segs);
   args.segment_count = nseg;
   args.scalars = static_cast<FusedOptimScalars*>(d_scalars);
   args.workspace = workspace;
-  args.config = fused_config(config);
+  args.config = wren::fused_optim_config(config);
 
   const double lrs_sgd[] = {0.1, 0.05, 0.02};
   const double lrs_adam[] = {1e-2, 3e-3, 1e-3};
@@ -476,9 +448,9 @@ void check_rejected(const Backend& be) {
   const std::vector<float> zeros(un, 0.0f);
   m.put(zeros);
   v.put(zeros);
-  const std::vector<FusedSegment> segs = fused_segments(table.segments);
-  void* d_segs = be.alloc(segs.size() * sizeof(FusedSegment));
-  be.upload(d_segs, segs.data(), segs.size() * sizeof(FusedSegment));
+  const std::vector<ParamSegment>& segs = table.segments;
+  void* d_segs = be.alloc(segs.size() * sizeof(ParamSegment));
+  be.upload(d_segs, segs.data(), segs.size() * sizeof(ParamSegment));
   void* d_scalars = be.alloc(sizeof(FusedOptimScalars));
   const int32_t nseg = static_cast<int32_t>(segs.size());
   void* workspace = be.alloc(wren::fused_optimizer_workspace_bytes(nseg));
@@ -488,11 +460,11 @@ void check_rejected(const Backend& be) {
   args.m = m.ptr;
   args.v = v.ptr;
   args.param_count = table.param_count;
-  args.segments = static_cast<const FusedSegment*>(d_segs);
+  args.segments = static_cast<const ParamSegment*>(d_segs);
   args.segment_count = nseg;
   args.scalars = static_cast<FusedOptimScalars*>(d_scalars);
   args.workspace = workspace;
-  args.config = fused_config(config);
+  args.config = wren::fused_optim_config(config);
 
   auto run = [&](double lr, int32_t expected_status) {
     FusedOptimScalars sc;
@@ -557,9 +529,9 @@ void check_skipped(const Backend& be) {
       const std::vector<float> zeros(un, 0.0f);
       s0.put(zeros);
       s1.put(zeros);
-      const std::vector<FusedSegment> segs = fused_segments(table.segments);
-      void* d_segs = be.alloc(segs.size() * sizeof(FusedSegment));
-      be.upload(d_segs, segs.data(), segs.size() * sizeof(FusedSegment));
+      const std::vector<ParamSegment>& segs = table.segments;
+      void* d_segs = be.alloc(segs.size() * sizeof(ParamSegment));
+      be.upload(d_segs, segs.data(), segs.size() * sizeof(ParamSegment));
       void* d_scalars = be.alloc(sizeof(FusedOptimScalars));
       FusedOptimScalars init;
       be.upload(d_scalars, &init, sizeof init);
@@ -573,12 +545,12 @@ void check_skipped(const Backend& be) {
       args.m = sgd_kind ? nullptr : s0.ptr;
       args.v = sgd_kind ? nullptr : s1.ptr;
       args.param_count = n;
-      args.segments = static_cast<const FusedSegment*>(d_segs);
+      args.segments = static_cast<const ParamSegment*>(d_segs);
       args.segment_count = nseg;
       args.scalars = static_cast<FusedOptimScalars*>(d_scalars);
       args.workspace = workspace;
       args.loss = static_cast<const float*>(d_loss);
-      args.config = fused_config(config);
+      args.config = wren::fused_optim_config(config);
 
       auto device_state = [&] {
         std::vector<float> all = params.get();

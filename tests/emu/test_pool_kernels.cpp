@@ -1,4 +1,4 @@
-// kernels/pool.cu against the CPU reference (host/ops/pool.cpp), bit for bit, argmax included:
+// kernels/pool/pool.cu against the CPU reference (kernels/pool/reference.cpp), bit for bit, argmax included:
 // on the emulator under the forward, reverse and random fiber schedules, and on a GPU when one
 // is present. Geometries are tests/ops/test_pool.cpp's random_geometries (non-overlapping,
 // overlapping with padding, rectangular kernels with unequal strides, stride > kernel, 7×5
@@ -20,13 +20,13 @@
 #include <vector>
 
 #include "emu/emu.h"
-#include "pool.h"
-#include "wren/ops/pool.h"
+#include "pool/pool.h"
+#include "pool/pool.h"
 
 #if defined(WREN_HAVE_CUDA)
 #include <cuda_runtime.h>
 
-#include "kernels_runtime.h"
+#include "common/runtime.h"
 #endif
 
 namespace {

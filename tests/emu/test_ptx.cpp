@@ -1,4 +1,4 @@
-// The emulated PTX twins (kernels/ptx.cuh): fragment layouts against the PTX ISA's figures,
+// The emulated PTX twins (kernels/common/ptx.cuh): fragment layouts against the PTX ISA's figures,
 // mma.sync (bf16, f16, tf32) against a float64 product, cvt.rna.tf32 against an independent
 // rounding, ldmatrix (x1/x2/x4, .trans) on every lane and register, and cp.async semantics
 // (deferred until the wait, zero fill, wait_group counting) with its planted bugs.
@@ -14,8 +14,8 @@
 #include <utility>
 #include <vector>
 
-#include "launch.h"
-#include "ptx.cuh"
+#include "common/launch.h"
+#include "common/ptx.cuh"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// kernels/softmax_ce.cu against the CPU reference (host/ops/softmax_ce.cpp, float): on the
+// kernels/softmax_ce/softmax_ce.cu against the CPU reference (kernels/softmax_ce/reference.cpp, float): on the
 // emulator under the forward, reverse and random fiber schedules, and on a GPU when one is
 // present.
 //
@@ -31,13 +31,13 @@
 #include <vector>
 
 #include "emu/emu.h"
-#include "softmax_ce.h"
-#include "wren/ops/softmax_ce.h"
+#include "softmax_ce/softmax_ce.h"
+#include "softmax_ce/softmax_ce.h"
 
 #if defined(WREN_HAVE_CUDA)
 #include <cuda_runtime.h>
 
-#include "kernels_runtime.h"
+#include "common/runtime.h"
 #endif
 
 namespace {

@@ -1,6 +1,6 @@
 // BatchNorm2d reference: forward against a long-double computation written here, backward
 // against finite differences (tests/gradcheck.h).
-#include "wren/ops/batch_norm.h"
+#include "batch_norm/batch_norm.h"
 
 #include <gtest/gtest.h>
 

@@ -2,7 +2,7 @@
 // convolution written here (accumulating in double); backward data, weights and bias against
 // finite differences of L = Σ y·r (tests/gradcheck.h). Outputs and the workspace start as NaN,
 // so an op that reads them instead of overwriting shows.
-#include "wren/ops/conv2d.h"
+#include "conv/conv.h"
 
 #include <gtest/gtest.h>
 #include <omp.h>
@@ -185,7 +185,7 @@ TYPED_TEST(Conv2dTest, OutputSizeAndWorkspace) {
     EXPECT_EQ(d.p(), cc.p);
     EXPECT_EQ(d.q(), cc.q);
     // One im2col buffer [CRS, PQ] per OpenMP thread, plus a weight-gradient partial sum
-    // [K, CRS] per thread when there is more than one (host/ops/conv2d.cpp).
+    // [K, CRS] per thread when there is more than one (kernels/conv/reference.cpp).
     const size_t threads = static_cast<size_t>(std::max(1, omp_get_max_threads()));
     const size_t crs = size_t(d.c) * d.r * d.s;
     EXPECT_EQ(cpu::conv2d_workspace_elems(d),

@@ -1,7 +1,7 @@
 // Dropout reference: the mask is the header's function of (key, step, index), deterministic,
 // keeps close to 1 − p of the elements, and is the same for float and double; kept values are
 // scaled by 1/(1 − p); the backward pass matches finite differences at the fixed mask.
-#include "wren/ops/dropout.h"
+#include "dropout/dropout.h"
 
 #include <gtest/gtest.h>
 

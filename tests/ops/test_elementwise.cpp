@@ -4,7 +4,7 @@
 //
 // ReLU and leaky ReLU gradients are checked on inputs kept away from the kink by construction:
 // |x| ≥ 0.05, more than twice the largest step (float's 1e-2), so no point is skipped.
-#include "wren/ops/elementwise.h"
+#include "elementwise/elementwise.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // GEMM through CBLAS against a naive triple loop in double: every transpose combination,
 // odd sizes, alpha/beta other than 1/0, and leading dimensions wider than the rows they hold
 // (the padding is NaN in A and B, so reading it would show, and must be left alone in C).
-#include "wren/ops/gemm.h"
+#include "common/cpu_gemm.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // Linear reference: forward against hand-computed values and a naive loop in double; backward
 // for x, w and b against finite differences of L = Σ y·r (tests/gradcheck.h). Outputs start
 // as NaN, so an op that accumulates into them instead of overwriting shows.
-#include "wren/ops/linear.h"
+#include "linear/linear.h"
 
 #include <gtest/gtest.h>
 

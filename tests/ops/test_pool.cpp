@@ -5,7 +5,7 @@
 // Max-pool gradients are checked on inputs with no near-ties by construction: each plane is a
 // random permutation of evenly spaced values 0.05 apart, more than twice the largest step
 // (float's 1e-2), so a perturbation never changes a window's argmax and no point is skipped.
-#include "wren/ops/pool.h"
+#include "pool/pool.h"
 
 #include <gtest/gtest.h>
 

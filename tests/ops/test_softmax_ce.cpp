@@ -1,6 +1,6 @@
 // Softmax cross-entropy reference: forward against a direct long-double computation written
 // here from the header's formula, backward against finite differences and the closed form.
-#include "wren/ops/softmax_ce.h"
+#include "softmax_ce/softmax_ce.h"
 
 #include <gtest/gtest.h>
 
