@@ -1,4 +1,4 @@
-// The optimizer step (include/wren/optimizer.h) against shared/reference/optimizers.md:
+// The optimizer step (include/wren/optimizer.h) against docs/OPTIMIZERS.md:
 //   - every rule against a per-element double-precision transcription of the spec written
 //     here (Reference), after t = 1, 2 and 10 steps of fresh random gradients and a decaying
 //     lr (so a Caffe-style lr inside the momentum buffer would fail);

@@ -1,4 +1,4 @@
-// Learning-rate schedules against their closed forms (shared/reference/optimizers.md), each
+// Learning-rate schedules against their closed forms (docs/SCHEDULES.md), each
 // written out here in long double rather than taken from the implementation: at t = 0, a middle
 // step, the last step and past T; the boundaries where a schedule changes piece (milestones,
 // staircase steps, SGDR restarts, the one-cycle peak, the end of warmup); PyTorch OneCycleLR's

@@ -532,7 +532,7 @@ class KernelBackend final : public Backend<float> {
   }
   void conv2d_forward(const Conv2dDims& d, const float* x, const float* w, const float* b,
                       float* y, float* ws) override {
-    WREN_KERNELS_NS::conv2d_forward(d, math_, ConvEpilogue::kNone, x, w, b, y, ws, stream());
+    WREN_KERNELS_NS::conv2d_forward(d, math_, x, w, b, y, ws, stream());
   }
   void conv2d_backward_data(const Conv2dDims& d, const float* dy, const float* w, float* dx,
                             float* ws) override {

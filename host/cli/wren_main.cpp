@@ -6,7 +6,7 @@
 //   wren plot RUN_DIR             loss, accuracy, LR and weight norms as SVG (and PNG)
 //   wren check --device emu       one training step on a kernel device vs the CPU reference
 //
-// Library errors are values (design.md, "errors are values until the CLI"); here they become a
+// Library errors are values (docs/ARCHITECTURE.md, design decision 7: errors are values until the CLI); here they become a
 // message on stderr ("wren train: ...") and exit status 1. Usage errors exit with CLI11's code.
 #include <CLI/CLI.hpp>
 

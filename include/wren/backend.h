@@ -1,6 +1,6 @@
 // The device boundary: everything the Executor asks of a device. The executor, the graph and
 // (later) the optimizer driver are written once against this interface; a device implements
-// it (design.md, "three devices, one executor"):
+// it (docs/ARCHITECTURE.md, design decision 1: three devices, one executor):
 //   cpu  — CpuBackend<T>: the reference ops of host/ops/, float or double
 //   cuda — the kernels of kernels/ on a GPU          (the CUDA issue)
 //   emu  — the same kernels run by the SIMT emulator (the emulator issue)

@@ -1,6 +1,6 @@
 // The executor: runs a Graph on one Backend at one batch size.
 //
-// Memory is planned once (design.md, "memory is planned, not allocated per step"):
+// Memory is planned once (docs/ARCHITECTURE.md, design decision 2: memory is planned, not allocated per step):
 //   - parameters, their gradients and the buffers (BN running statistics) each live in one
 //     contiguous allocation; a parameter is a view at ParamInfo::offset into it, so an
 //     optimizer can update the whole model in one pass and a checkpoint is a few copies;

@@ -75,7 +75,7 @@ struct ParamInfo {
   std::string name;  // "conv1.weight"
   Shape shape;       // OIHW for conv weights, [out, in] for linear weights
   ParamGroup group = ParamGroup::kDecay;
-  float lr_mult = 1.0f;  // Caffe's per-parameter multipliers (shared/reference/optimizers.md)
+  float lr_mult = 1.0f;  // Caffe's per-parameter multipliers (docs/OPTIMIZERS.md)
   float wd_mult = 1.0f;
   ParamInit init = ParamInit::kUniformFanIn;
   int64_t fan_in = 1;

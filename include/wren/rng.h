@@ -3,7 +3,7 @@
 // any stream can be drawn independently, in any order, on any device: the CPU reference, a CUDA
 // kernel and the emulator produce the same bits for the same (seed, stream, step, index).
 //
-// Streams (design.md, "deterministic by construction"): every purpose draws from its own key,
+// Streams (docs/ARCHITECTURE.md, design decision 5: deterministic by construction): every purpose draws from its own key,
 // derived from the run seed and a stream id, so changing e.g. the dropout rate does not change
 // the initial weights.
 #pragma once

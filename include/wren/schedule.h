@@ -1,5 +1,5 @@
 // Learning-rate schedules: pure functions of the optimizer step t (counted from 0) over
-// T = total_steps, as specified in shared/reference/optimizers.md and tabulated, formula by
+// T = total_steps, as specified in docs/SCHEDULES.md and tabulated, formula by
 // formula, in docs/SCHEDULES.md. The value lr(t) is the one the optimizer uses for step t and
 // the one logged for step t.
 //

@@ -48,7 +48,7 @@ struct TrainConfig {
   bool shuffle = true;
   // Augmentation of training batches; `augment_auto` picks it from the dataset: CIFAR gets
   // flip + 4-pixel reflect crop, MNIST-family data none (digits and short schedules gain nothing
-  // from it: shared/reference/anchors.md).
+  // from it: docs/BENCHMARKS.md, "Anchors").
   bool augment_auto = true;
   bool augment = false;
   AugmentConfig augment_config{};

@@ -11,6 +11,9 @@
 //     the twin defers every copy to the wait that covers it, so reading the destination before
 //     waiting reads the shared-memory garbage fill.
 // WMMA is deliberately absent: its fragment layout is unspecified, so it cannot be emulated.
+// ldmatrix and cp.async have no kernel caller yet: they (and the emulator's deferred-copy model
+// behind cp.async) are the emulator-verified building blocks of the multi-stage GEMM pipeline
+// that docs/KERNELS.md lists as the next step, kept so that its kernels start from tested parts.
 //
 // The fragment layouts (PTX ISA, "Matrix fragments for mma.m16n8k16 / mma.m16n8k8") are also
 // exposed as pure functions, which the twins, the tests and the kernels share. In all of them

@@ -107,18 +107,16 @@ struct ImageOperand {
 };
 
 // out[n, m, j] for D[m][n·plane + j] (NCHW output of M channels with `plane` positions each),
-// plus bias[m], then the ReLU (CPU rule: NaN passes, −0 and negatives become +0).
+// plus bias[m].
 struct ChannelEpilogue {
   float* out;
   int channels;
   FastDivmod plane;
   const float* bias;
-  bool relu;
   __device__ __forceinline__ void store(int m, int col, float v) const {
     int n = 0, j = 0;
     plane.divmod(col, n, j);
     if (bias != nullptr) v += bias[m];
-    if (relu) v = (v > 0.0f || v != v) ? v : 0.0f;
     out[(n * channels + m) * plane.divisor + j] = v;
   }
 };
@@ -294,8 +292,8 @@ size_t conv2d_workspace_bytes(Conv2dDims d, MathMode math) {
   return bytes > weights ? bytes : weights;
 }
 
-void conv2d_forward(Conv2dDims d, MathMode math, ConvEpilogue epilogue, const float* x,
-                    const float* w, const float* b, float* y, void* ws, StreamHandle stream) {
+void conv2d_forward(Conv2dDims d, MathMode math, const float* x, const float* w, const float* b,
+                    float* y, void* ws, StreamHandle stream) {
   constexpr const char* kFn = "conv2d_forward";
   check_dims(kFn, d);
   const ConvGeometry g = geometry(d);
@@ -310,7 +308,7 @@ void conv2d_forward(Conv2dDims d, MathMode math, ConvEpilogue epilogue, const fl
   check_workspace(kFn, d, gemm::workspace_bytes(pr.m, pr.n, pr.kred), ws);
   pr.a = {w, g.k, g.crs};
   pr.b = {x, g, pr.n};
-  pr.epi = {y, g.k, g.div_pq, b, epilogue == ConvEpilogue::kRelu};
+  pr.epi = {y, g.k, g.div_pq, b};
   gemm::run_gemm(pr, math == MathMode::kTf32, static_cast<float*>(ws), as_stream(stream));
 }
 
@@ -330,7 +328,7 @@ void conv2d_backward_data(Conv2dDims d, MathMode math, const float* dy, const fl
   check_workspace(kFn, d, gemm::workspace_bytes(pr.m, pr.n, pr.kred), ws);
   pr.a = {w, g};
   pr.b = {dy, g, pr.n};
-  pr.epi = {dx, g.c, g.div_hw, nullptr, false};
+  pr.epi = {dx, g.c, g.div_hw, nullptr};
   gemm::run_gemm(pr, math == MathMode::kTf32, static_cast<float*>(ws), as_stream(stream));
 }
 

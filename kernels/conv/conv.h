@@ -11,7 +11,7 @@
 // Device launchers (the kernels compiled by nvcc for cuda and by g++ for emu):
 //
 // 2-D convolution kernels (the CUDA twins of kernels/conv/reference.cpp, float only): forward with
-// the bias and an optional ReLU fused, backward data, backward weights (+ bias). Layouts as in
+// the bias fused, backward data, backward weights (+ bias). Layouts as in
 // kernels/conv/conv.h: x [N, C, H, W], w [K, C, R, S], b [K], y [N, K, P, Q].
 //
 // All three are implicit GEMMs on kernels/common/gemm_tile.cuh (no im2col matrix is materialised):
@@ -73,17 +73,13 @@ void conv2d_backward_weights(const Conv2dDims& d, const T* x, const T* dy, T* dw
 }  // namespace cpu
 }  // namespace wren
 
-namespace wren {
-enum class ConvEpilogue { kNone, kRelu };  // fused into the forward after the bias
-}  // namespace wren
-
 #define WREN_DECLARE_CONV_KERNELS(ns)                                                           \
   namespace wren::ns {                                                                          \
   /* device scratch the three calls below need (may be 0) */                                    \
   size_t conv2d_workspace_bytes(Conv2dDims d, MathMode math);                                   \
-  /* y = epilogue(conv(x, w) + b); b may be null */                                             \
-  void conv2d_forward(Conv2dDims d, MathMode math, ConvEpilogue epilogue, const float* x,       \
-                      const float* w, const float* b, float* y, void* ws, StreamHandle stream); \
+  /* y = conv(x, w) + b; b may be null */                                                      \
+  void conv2d_forward(Conv2dDims d, MathMode math, const float* x, const float* w,              \
+                      const float* b, float* y, void* ws, StreamHandle stream);                  \
   /* dx = dL/dx from dy; overwrites dx */                                                       \
   void conv2d_backward_data(Conv2dDims d, MathMode math, const float* dy, const float* w,       \
                             float* dx, void* ws, StreamHandle stream);                          \

@@ -1,6 +1,6 @@
 // The optimizer step: SGD (momentum, dampening, Nesterov), Adam and AdamW, with coupled or
 // decoupled L2 and L1 regularization, per-group multipliers and global-norm clipping. The
-// rules are shared/reference/optimizers.md; docs/OPTIMIZERS.md says where the spec leaves a
+// rules are docs/OPTIMIZERS.md, which also says where the rules leave a
 // choice and which one Wren makes.
 //
 //   OptimizerConfig config{.kind = OptimizerKind::kAdamW, .weight_decay = 1e-2};
@@ -172,7 +172,7 @@ class Optimizer {
   //   g ← grad·clip_scale                          clip_scale = min(1, c/‖grad‖₂), or 1
   //   g ← g + wd·p,  g ← g + l1·sign(p)            coupled terms
   //   p ← p − lr·wd·p − lr·l1·sign(p)              decoupled terms (both from p before step)
-  //   SGD or Adam update with g (shared/reference/optimizers.md)
+  //   SGD or Adam update with g (docs/OPTIMIZERS.md)
   // with lr, wd and l1 scaled by the element's segment multipliers. `grads` is not modified.
   // Errors (nothing is updated, the step count is unchanged): sizes other than param_count, a
   // non-finite or negative lr (kInvalidArgument); with clipping or check_finite on, a

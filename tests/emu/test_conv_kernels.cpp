@@ -54,7 +54,6 @@
 namespace {
 
 using wren::Conv2dDims;
-using wren::ConvEpilogue;
 using wren::MathMode;
 
 constexpr double kU = 0x1p-24;
@@ -365,9 +364,9 @@ struct EmuKernels {
   static size_t workspace(Conv2dDims d, MathMode m) {
     return wren::emu_kernels::conv2d_workspace_bytes(d, m);
   }
-  static void forward(Conv2dDims d, MathMode m, ConvEpilogue e, const float* x, const float* w,
+  static void forward(Conv2dDims d, MathMode m, const float* x, const float* w,
                       const float* b, float* y, void* ws) {
-    wren::emu_kernels::conv2d_forward(d, m, e, x, w, b, y, ws, nullptr);
+    wren::emu_kernels::conv2d_forward(d, m, x, w, b, y, ws, nullptr);
   }
   static void data(Conv2dDims d, MathMode m, const float* dy, const float* w, float* dx, void* ws) {
     wren::emu_kernels::conv2d_backward_data(d, m, dy, w, dx, ws, nullptr);
@@ -386,9 +385,9 @@ struct CudaKernels {
   static size_t workspace(Conv2dDims d, MathMode m) {
     return wren::cuda_kernels::conv2d_workspace_bytes(d, m);
   }
-  static void forward(Conv2dDims d, MathMode m, ConvEpilogue e, const float* x, const float* w,
+  static void forward(Conv2dDims d, MathMode m, const float* x, const float* w,
                       const float* b, float* y, void* ws) {
-    wren::cuda_kernels::conv2d_forward(d, m, e, x, w, b, y, ws, nullptr);
+    wren::cuda_kernels::conv2d_forward(d, m, x, w, b, y, ws, nullptr);
   }
   static void data(Conv2dDims d, MathMode m, const float* dy, const float* w, float* dx, void* ws) {
     wren::cuda_kernels::conv2d_backward_data(d, m, dy, w, dx, ws, nullptr);
@@ -456,7 +455,7 @@ void check_forward(uint32_t seed, MathMode math) {
     under_schedules<K>([&] {
       Buffer xb(K::kGpu, x), wb(K::kGpu, w), bb(K::kGpu, b), yb(K::kGpu, y_size(d), NAN);
       Buffer ws(K::kGpu, workspace_fill(K::workspace(d, math), NAN));
-      K::forward(d, math, ConvEpilogue::kNone, xb.get(), wb.get(), with_bias ? bb.get() : nullptr,
+      K::forward(d, math, xb.get(), wb.get(), with_bias ? bb.get() : nullptr,
                  yb.get(), ws.get());
       ASSERT_EQ(K::finish(), "") << what;
       expect_close(yb.read(), exact, &rounded, cpu, math, int64_t{d.c} * d.r * d.s, false, what);
@@ -524,46 +523,6 @@ void check_backward_weights(uint32_t seed, MathMode math) {
   }
 }
 
-// The fused ReLU: bit for bit the CPU rule applied to the kernel's own output without it, on
-// every shape (half of them with a bias), and within the tolerance of relu(exact).
-template <class K>
-void check_relu(uint32_t seed) {
-  std::mt19937 rng(seed);
-  for (MathMode math : kMaths) {
-    for (const Shape& shape : shapes()) {
-      const Conv2dDims& d = shape.d;
-      const std::string what =
-          std::string(K::kName) + " conv2d_forward relu " + describe(shape, math);
-      const std::vector<float> x = random_values(x_size(d), rng), w = random_values(w_size(d), rng),
-                               b = random_values(static_cast<size_t>(d.k), rng);
-      const bool with_bias = (&shape - shapes().data()) % 2 == 0;
-      Buffer xb(K::kGpu, x), wb(K::kGpu, w), bb(K::kGpu, b), plain(K::kGpu, y_size(d), NAN),
-          fused(K::kGpu, y_size(d), NAN);
-      Buffer ws(K::kGpu, workspace_fill(K::workspace(d, math), NAN));
-      const float* bias = with_bias ? bb.get() : nullptr;
-      K::forward(d, math, ConvEpilogue::kNone, xb.get(), wb.get(), bias, plain.get(), ws.get());
-      K::forward(d, math, ConvEpilogue::kRelu, xb.get(), wb.get(), bias, fused.get(), ws.get());
-      ASSERT_EQ(K::finish(), "") << what;
-      std::vector<float> expected = plain.read();
-      size_t negatives = 0;
-      for (float& v : expected) {
-        negatives += v < 0.0f;
-        v = (v > 0.0f || v != v) ? v : 0.0f;  // kernels/elementwise/reference.cpp's relu_forward
-      }
-      EXPECT_GT(negatives, 0u) << what << ": nothing for the ReLU to clip";
-      EXPECT_TRUE(bits_equal(fused.read(), expected)) << what << ": fused ReLU != relu(conv)";
-      if (math == MathMode::kFp32) {
-        std::vector<float> cpu(y_size(d)), cpu_ws(wren::cpu::conv2d_workspace_elems(d));
-        wren::cpu::conv2d_forward<float>(d, x.data(), w.data(), with_bias ? b.data() : nullptr,
-                                         cpu.data(), cpu_ws.data());
-        const Exact exact =
-            forward_exact(d, widen(x, false), widen(w, false), with_bias ? b.data() : nullptr);
-        expect_close(fused.read(), exact, nullptr, cpu, math, int64_t{d.c} * d.r * d.s, true, what);
-      }
-    }
-  }
-}
-
 // Two runs of every launcher on fresh buffers (different workspace garbage, the second run
 // under the random schedule on the emulator) give the same bits, on the shapes whose passes
 // split the reduction (ref-cnn conv1 and conv2: weight gradient and backward data; C = 64:
@@ -589,7 +548,7 @@ void check_deterministic(uint32_t seed) {
             yb(K::kGpu, y_size(d), NAN), dxb(K::kGpu, x_size(d), NAN), dwb(K::kGpu, w_size(d), NAN),
             dbb(K::kGpu, static_cast<size_t>(d.k), NAN);
         Buffer ws(K::kGpu, workspace_fill(K::workspace(d, math), run == 0 ? NAN : 1e30f));
-        K::forward(d, math, ConvEpilogue::kRelu, xb.get(), wb.get(), bb.get(), yb.get(), ws.get());
+        K::forward(d, math, xb.get(), wb.get(), bb.get(), yb.get(), ws.get());
         K::data(d, math, dyb.get(), wb.get(), dxb.get(), ws.get());
         K::weights(d, math, xb.get(), dyb.get(), dwb.get(), dbb.get(), ws.get());
         ASSERT_EQ(K::finish(), "") << what;
@@ -622,9 +581,6 @@ TEST(ConvKernels, EmuBackwardWeightsFp32) {
 TEST(ConvKernels, EmuBackwardWeightsTf32) {
   check_backward_weights<EmuKernels>(306, MathMode::kTf32);
 }
-TEST(ConvKernels, EmuFusedReluEqualsReluOfConv) {
-  check_relu<EmuKernels>(307);
-}
 TEST(ConvKernels, EmuRerunsAreBitIdentical) {
   check_deterministic<EmuKernels>(308);
 }
@@ -651,7 +607,6 @@ WREN_CONV_CUDA_TEST(CudaBackwardWeightsFp32,
                     check_backward_weights<CudaKernels>(405, MathMode::kFp32))
 WREN_CONV_CUDA_TEST(CudaBackwardWeightsTf32,
                     check_backward_weights<CudaKernels>(406, MathMode::kTf32))
-WREN_CONV_CUDA_TEST(CudaFusedReluEqualsReluOfConv, check_relu<CudaKernels>(407))
 WREN_CONV_CUDA_TEST(CudaRerunsAreBitIdentical, check_deterministic<CudaKernels>(408))
 
 #undef WREN_CONV_CUDA_TEST
@@ -730,7 +685,7 @@ TEST(ConvKernels, WorkspaceCoversTheSplitWeightGradient) {
 TEST(ConvKernels, EmuEmptyBatchZeroesTheWeightGradient) {
   const Conv2dDims d = dims(0, 3, 5, 5, 4, 3, 3);
   std::vector<float> dw(w_size(d), NAN), db(4, NAN);
-  wren::emu_kernels::conv2d_forward(d, MathMode::kFp32, ConvEpilogue::kNone, nullptr, nullptr,
+  wren::emu_kernels::conv2d_forward(d, MathMode::kFp32, nullptr, nullptr,
                                     nullptr, nullptr, nullptr, nullptr);
   wren::emu_kernels::conv2d_backward_data(d, MathMode::kFp32, nullptr, nullptr, nullptr, nullptr,
                                           nullptr);
@@ -757,7 +712,7 @@ TEST(ConvKernels, RejectsBadArguments) {
   const Conv2dDims good = dims(1, 3, 5, 5, 4, 3, 3);
   auto forward = [p](Conv2dDims d) {
     return [p, d] {
-      wren::emu_kernels::conv2d_forward(d, MathMode::kFp32, ConvEpilogue::kNone, p, p, p, p,
+      wren::emu_kernels::conv2d_forward(d, MathMode::kFp32, p, p, p, p,
                                         nullptr, nullptr);
     };
   };

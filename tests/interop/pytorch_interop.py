@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checkpoints move between Wren and PyTorch unchanged (design.md §6).
+"""Checkpoints move between Wren and PyTorch unchanged (docs/ARCHITECTURE.md, design decision 6).
 
 1. Wren -> PyTorch: `wren train` a few steps of ref-cnn on Fashion-MNIST; load
    last.safetensors into a PyTorch module whose attributes are conv1, conv2, fc1, fc2
