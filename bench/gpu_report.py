@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Turn a `bench/gpu-validate.sh` report folder into one results page and one JSON.
 
+One file over 700 lines on purpose: it runs on GPU machines with the standard library only,
+beside gpu-validate.sh, and every section of the page reads the same parsed stages.
+
     python3 bench/gpu_report.py R                       # writes R/report.md and R/report.json
     python3 bench/gpu_report.py R --md OUT.md --json OUT.json
 

@@ -1,5 +1,7 @@
 // The model-file parser (docs/MODEL_FORMAT.md): lines -> tokens -> one Graph builder call per
 // line. The builder does the shape inference and its errors; the parser adds the location.
+// Over 700 lines on purpose: one keyword table and its argument parsing per op, which a new op
+// family extends in one place (docs/ARCHITECTURE.md, "Adding an op family").
 #include "wren/model_file.h"
 
 #include <algorithm>

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch peer of Wren's training benchmark: the zoo models, Wren's default recipe.
 
+One file over 700 lines on purpose: it runs on the GPU machine with nothing but torch
+(bench/gpu-validate.sh calls it as one script), and both subcommands share its model definitions.
+
 Two subcommands, each printing JSON lines on stdout (one object per line):
 
   throughput  full training steps (zero_grad, forward, cross-entropy, backward, optimizer step)

@@ -1,4 +1,5 @@
-// The cpu device: each Backend method forwards to its reference op in host/ops/.
+// The cpu device: each Backend method forwards to its family's CPU reference
+// (kernels/<family>/reference.cpp).
 #include <bit>
 #include <cstdint>
 #include <cstdlib>

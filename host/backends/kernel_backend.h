@@ -1,6 +1,6 @@
-// The kernel devices as wren::Backend<float>: one implementation (host/backends/kernel_backend.cu) of the
+// The kernel devices as wren::Backend<float>: one implementation (kernel_backend.cu) of the
 // executor's interface on top of the kernel families' launchers, compiled twice like every
-// kernels/*.cu — by nvcc into wren::cuda_kernels (the cuda device: device memory, one CUDA
+// kernels/<family>/<family>.cu — by nvcc into wren::cuda_kernels (the cuda device: device memory, one CUDA
 // stream) and by g++ into wren::emu_kernels (the emu device: host memory, kernels run by the
 // SIMT emulator). The two devices therefore share every line above the launches; only memory
 // and error reporting differ (cudaMalloc/cudaMemcpyAsync vs wren::emu::malloc/memcpy).

@@ -1,3 +1,8 @@
+// safetensors files (include/wren/safetensors.h): the reader, the validator and the writer of
+// one format. Over 700 lines on purpose: the header's JSON, its offsets and its dtypes are
+// validated in one place against one set of rules (the fuzz target
+// tests/fuzz/fuzz_safetensors.cpp drives this file), and splitting the reader from the
+// validator would put those rules in two places.
 #include "wren/safetensors.h"
 
 #include <fcntl.h>

@@ -1,11 +1,14 @@
-// The device boundary: everything the Executor asks of a device. The executor, the graph and
-// (later) the optimizer driver are written once against this interface; a device implements
-// it (docs/ARCHITECTURE.md, design decision 1: three devices, one executor):
-//   cpu  — CpuBackend<T>: the reference ops of host/ops/, float or double
-//   cuda — the kernels of kernels/ on a GPU          (the CUDA issue)
-//   emu  — the same kernels run by the SIMT emulator (the emulator issue)
+// The device boundary: everything the Executor and the trainer ask of a device. The executor,
+// the graph and the trainer are written once against this interface; a device implements it
+// (docs/ARCHITECTURE.md, design decision 1: three devices, one executor):
+//   cpu  — CpuBackend<T> (host/backends/cpu_backend.cpp): the families' CPU references
+//          (kernels/<family>/reference.cpp), float or double
+//   cuda — the kernel backend (host/backends/kernel_backend.cu) compiled by nvcc: the families'
+//          kernels (kernels/<family>/<family>.cu) on a GPU
+//   emu  — the same kernel backend and kernels compiled by g++, run by the SIMT emulator
 // Pointers passed to op methods point into memory this backend allocated. Every op method has
-// the signature of its CPU reference in include/wren/ops/, which is its specification.
+// the signature of its CPU reference in kernels/<family>/<family>.h, which is its
+// specification.
 #pragma once
 
 #include <cstddef>
@@ -16,14 +19,14 @@
 #include <string>
 #include <vector>
 
-#include "wren/data.h"
-#include "wren/error.h"
-#include "wren/math_mode.h"
 #include "batch_norm/batch_norm.h"
 #include "conv/conv.h"
 #include "linear/linear.h"
 #include "pool/pool.h"
 #include "softmax_ce/softmax_ce.h"
+#include "wren/data.h"
+#include "wren/error.h"
+#include "wren/math_mode.h"
 #include "wren/optimizer.h"
 #include "wren/rng.h"
 #include "wren/tensor.h"

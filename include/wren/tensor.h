@@ -9,7 +9,7 @@
 namespace wren {
 
 // Where a buffer lives and which implementation runs the ops on it.
-//   cpu:  host memory, the reference ops (host/ops/)
+//   cpu:  host memory, the reference ops (kernels/<family>/reference.cpp)
 //   cuda: device memory, the kernels (kernels/) on a GPU
 //   emu:  host memory, the same kernels run by the SIMT emulator
 enum class Device { kCpu, kCuda, kEmu };

@@ -9,6 +9,9 @@
 // Checks: threads waiting at different __syncthreads, or exiting while others wait, are a
 // divergent barrier; nothing runnable while threads still wait is a deadlock; warp collectives
 // must be full-mask and agree on the operation. The first error ends the block and the launch.
+//
+// Over 700 lines on purpose: fibers, barriers, warp collectives and cp.async share the worker's
+// per-thread state (this file's Worker), whose invariants are easier to keep in one file.
 #include <signal.h>
 #include <sys/mman.h>
 #include <ucontext.h>
