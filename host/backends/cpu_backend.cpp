@@ -8,9 +8,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "wren/backend.h"
 #include "dropout/dropout.h"
 #include "elementwise/elementwise.h"
+#include "wren/backend.h"
 
 // OpenBLAS's own entry point (cblas.h declares it; declared here to keep cblas.h in gemm.cpp).
 extern "C" void openblas_set_num_threads(int num_threads);

@@ -1,5 +1,8 @@
-// The data path on the device (the CUDA twin of kernels/augment/reference.cpp and of the accuracy count
-// of host/train/train.cpp's evaluate(), float only):
+// The augment family: a batch gathered from a uint8 dataset, augmented (random crop, flip,
+// cutout) and normalized. The CPU reference (reference.cpp, float and double) is make_batch
+// below; the trainer calls it through include/wren/data.h on the host's Dataset.
+//
+// Device launchers (augment.cu, float only; also the accuracy count of the trainer's evaluation):
 //
 //   make_batch     the dataset is uploaded once as its uint8 pixels and int32 labels
 //                  (DatasetView); every step gathers the batch's samples from it,

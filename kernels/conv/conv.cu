@@ -24,9 +24,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "conv/conv.h"
 #include "common/gemm_tile.cuh"
 #include "common/launch.h"
+#include "conv/conv.h"
 
 namespace wren::WREN_KERNELS_NS {
 namespace {

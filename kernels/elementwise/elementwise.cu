@@ -12,11 +12,11 @@
 #include <stdexcept>
 #include <string>
 
-#include "elementwise/elementwise.h"
 #include "common/flat_launch.h"
 #include "common/launch.h"
 #include "common/rounded.cuh"
 #include "common/vec.cuh"
+#include "elementwise/elementwise.h"
 
 namespace wren::WREN_KERNELS_NS {
 namespace {

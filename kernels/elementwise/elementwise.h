@@ -31,7 +31,6 @@
 #include <cstdint>
 
 #include "common/kernel_api.h"
-#include "wren/rng.h"
 
 namespace wren::cpu {
 

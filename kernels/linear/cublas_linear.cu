@@ -2,8 +2,8 @@
 // this file is empty.
 #if defined(__CUDACC__)
 
-#include "linear/cublas_linear.h"
 #include "common/launch.h"
+#include "linear/cublas_linear.h"
 
 namespace wren::cuda_kernels {
 namespace {

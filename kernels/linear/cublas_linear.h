@@ -21,8 +21,8 @@
 
 #include <string>
 
-#include "wren/math_mode.h"
 #include "linear/linear.h"
+#include "wren/math_mode.h"
 
 namespace wren::cuda_kernels {
 

@@ -14,7 +14,7 @@
 //                     db = Σ_n dy (in double, fixed order)
 // A reduction that is long for its output (a forward of a small batch onto few outputs) is
 // split into partials in the workspace and summed in a fixed order: no atomics, reruns are
-// bit-identical. Math: MathMode (conv.h): kFp32 FMAs or kTf32 tensor cores.
+// bit-identical. Math: MathMode (wren/math_mode.h): kFp32 FMAs or kTf32 tensor cores.
 //
 // Every pointer is a device pointer; b and db may be null; `ws` is
 // linear_workspace_bytes(d, math) bytes of device scratch (4-byte aligned; null when that is
@@ -23,8 +23,8 @@
 
 #include <cstddef>
 
-#include "conv/conv.h"  // MathMode
 #include "common/kernel_api.h"
+#include "wren/math_mode.h"
 
 namespace wren {
 

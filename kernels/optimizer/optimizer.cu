@@ -23,8 +23,8 @@
 
 #include "common/launch.h"
 #include "common/rounded.cuh"
-#include "optimizer/optimizer.h"
 #include "common/vec.cuh"
+#include "optimizer/optimizer.h"
 
 namespace wren::WREN_KERNELS_NS {
 namespace {

@@ -1,7 +1,6 @@
-// The optimizer step: SGD (momentum, dampening, Nesterov), Adam and AdamW, with coupled or
-// decoupled L2 and L1 regularization, per-group multipliers and global-norm clipping. The
-// rules are docs/OPTIMIZERS.md, which also says where the rules leave a
-// choice and which one Wren makes.
+// The optimizer family: SGD (momentum, dampening, Nesterov), Adam and AdamW, with coupled or
+// decoupled L2 and L1 regularization, per-group multipliers and global-norm clipping. The rules
+// are docs/OPTIMIZERS.md, which also says where they leave a choice and which one Wren makes.
 //
 //   OptimizerConfig config{.kind = OptimizerKind::kAdamW, .weight_decay = 1e-2};
 //   auto opt = Optimizer<float>::create(config, param_segments(graph), graph.param_count());
@@ -90,6 +89,7 @@
 
 #include "common/kernel_api.h"
 #include "wren/error.h"
+
 namespace wren {
 
 enum class OptimizerKind { kSgd, kAdam, kAdamW };
@@ -234,7 +234,9 @@ inline constexpr int32_t kFusedStatusBadLoss = 4;      // check: non-finite *arg
 
 enum class FusedOptimKind : int32_t { kSgd, kAdam, kAdamW };
 
-// The optimizer's constants (wren::OptimizerConfig with wd_mode resolved); fixed for a run.
+// The optimizer's constants as the kernel reads them: wren::OptimizerConfig with its decay modes
+// resolved to flags, trivially copyable (it travels in the kernel's arguments). Made only by
+// fused_optim_config (below), the one mapping; fixed for a run.
 struct FusedOptimConfig {
   FusedOptimKind kind = FusedOptimKind::kSgd;
   double momentum = 0.0;

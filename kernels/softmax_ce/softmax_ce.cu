@@ -42,8 +42,8 @@
 
 #include "common/launch.h"
 #include "common/rounded.cuh"
-#include "softmax_ce/softmax_ce.h"
 #include "common/vec.cuh"
+#include "softmax_ce/softmax_ce.h"
 
 namespace wren::WREN_KERNELS_NS {
 namespace {
