@@ -12,7 +12,8 @@
 #include "elementwise/elementwise.h"
 #include "wren/backend.h"
 
-// OpenBLAS's own entry point (cblas.h declares it; declared here to keep cblas.h in gemm.cpp).
+// OpenBLAS's own entry point (cblas.h declares it; declared here to keep cblas.h in
+// kernels/common/cpu_gemm.cpp).
 extern "C" void openblas_set_num_threads(int num_threads);
 
 namespace wren {

@@ -10,7 +10,7 @@
 // A tensor passes when every element satisfies |device − cpu| ≤ atol + rtol·|cpu| with
 // atol = atol_scale · max|cpu| over the tensor (a scale-aware floor: a conv output that
 // cancels to near zero is compared at the precision of its larger neighbours). The defaults
-// per math mode are in docs/CHECK.md with their justification.
+// per math mode are in docs/CLI.md ("wren check") with their justification.
 #pragma once
 
 #include <cstdint>

@@ -9,7 +9,7 @@
 //                  augments and normalizes them on the device. The result is BIT-IDENTICAL to
 //                  wren::make_batch<float> (include/wren/data.h) for every AugmentConfig and
 //                  augment on/off, with the same seed and step.
-//   count_correct  the number of rows whose argmax equals the label, with evaluate()'s rule:
+//   count_correct  the number of rows whose argmax equals the label, with the trainer's evaluation rule:
 //                  the first maximum wins ties, a NaN never beats the current best, and a NaN
 //                  in column 0 makes column 0 the argmax (a strict `>` scan from column 0).
 //
@@ -126,7 +126,7 @@ constexpr size_t make_batch_workspace_bytes(int n, int channels) {
                   const float* mean, const float* std, AugmentConfig augment_config,            \
                   bool augment, uint64_t seed, uint64_t step, float* out, int32_t* out_labels,  \
                   void* workspace, StreamHandle stream);                                        \
-  /* *correct = the number of rows of logits [n, classes] whose argmax (evaluate()'s tie and   \
+  /* *correct = the number of rows of logits [n, classes] whose argmax (the evaluation's tie and
      NaN rule) equals labels[row]; overwritten, an exact integer count. */                      \
   void count_correct(int n, int classes, const float* logits, const int32_t* labels,            \
                      int64_t* correct, StreamHandle stream);                                    \

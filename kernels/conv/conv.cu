@@ -8,7 +8,7 @@
 // the reduction index with FastDivmod (a multiply-high, no division).
 //
 //   pass              A [M, red]                  B [red, N]                    D
-//   forward           w as [K, CRS]   (k-fast)    im2col(x) [CRS, NPQ] (i-fast)  y (+b, ReLU)
+//   forward           w as [K, CRS]   (k-fast)    im2col(x) [CRS, NPQ] (i-fast)  y (+b)
 //   backward data     w as [C, KRS]   (k-fast)    gather(dy) [KRS, NHW] (i-fast) dx
 //   backward weights  dy as [K, NPQ]  (k-fast)    im2col(x)ᵀ [NPQ, CRS] (k-fast) dw
 // "k-fast": the reduction index is the contiguous one; a line's 16 values of a chunk are loaded
