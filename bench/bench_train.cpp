@@ -132,6 +132,11 @@ void print_row(const Row& r, bool device_memory) {
 
 int run_train_bench(const TrainBenchOptions& o) {
   const Device device = resolve_device(o.device);
+  const Expected<MathMode> math = parse_math_mode(o.math);
+  if (!math) {
+    std::fprintf(stderr, "wren-bench: %s\n", math.error().message().c_str());
+    return 1;
+  }
   if (device == Device::kCuda && !(built_with_cuda() && cuda_device_count() > 0)) {
     std::fprintf(stderr, "wren-bench: --device cuda: %s\n",
                  built_with_cuda() ? "no CUDA GPU is visible" : "this build has no CUDA backend");
@@ -181,8 +186,8 @@ int run_train_bench(const TrainBenchOptions& o) {
           TrainConfig c;
           c.model = model;
           c.data_dir = data->dir;
-          c.device = to_string(device);
-          c.math = o.math;
+          c.device = *parse_device_choice(to_string(device));  // a resolved device: never auto
+          c.math = *math;
           c.cuda_graph = graph;
           c.batch = batch;
           c.steps = o.warmup + o.steps;

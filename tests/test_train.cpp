@@ -160,8 +160,8 @@ TEST_F(TrainTest, LearnsAndWritesTheRunDirectory) {
 class ResumeTest : public TrainTest {
  protected:
   void check_resume_is_bit_identical(const OptimizerConfig& optimizer, const std::string& tag,
-                                     const std::string& device = "cpu") {
-    SCOPED_TRACE(tag + " on " + device);
+                                     DeviceChoice device = DeviceChoice::kCpu) {
+    SCOPED_TRACE(tag + " on " + to_string(device));
     TrainConfig straight = small_config(tag + "_straight");
     straight.optimizer = optimizer;
     straight.device = device;
@@ -227,7 +227,7 @@ TEST_F(ResumeTest, OnTheEmulatorInterruptedAndResumedRunIsBitIdentical) {
   if (!built_with_emu()) GTEST_SKIP() << "this build has no emulator";
   check_resume_is_bit_identical(
       OptimizerConfig{.kind = OptimizerKind::kAdamW, .weight_decay = 5e-4, .l1 = 1e-5}, "adamw",
-      "emu");
+      DeviceChoice::kEmu);
 }
 
 // The same run on the CPU and in the emulator: the kernels' rounding differs from OpenBLAS's
@@ -240,7 +240,7 @@ TEST_F(TrainTest, TheEmulatorTrainsLikeTheCpu) {
   auto cpu = train(c, quiet_log());
   ASSERT_TRUE(cpu) << cpu.error().message();
   c.out_dir = (root_ / "emu").string();
-  c.device = "emu";
+  c.device = DeviceChoice::kEmu;
   auto emu = train(c, quiet_log());
   ASSERT_TRUE(emu) << emu.error().message();
   ASSERT_EQ(cpu->epochs.size(), 1u);
@@ -260,7 +260,7 @@ TEST_F(TrainTest, OnTheEmulatorTheRecordedStepEqualsTheOpByOpStep) {
   if (!built_with_emu()) GTEST_SKIP() << "this build has no emulator";
   TrainConfig c = small_config("recorded");
   c.epochs = 1;
-  c.device = "emu";
+  c.device = DeviceChoice::kEmu;
   c.cuda_graph = true;
   auto recorded = train(c, quiet_log());
   ASSERT_TRUE(recorded) << recorded.error().message();
@@ -304,11 +304,11 @@ TEST_F(TrainTest, DivergenceStopsWithStepAndOp) {
 // Each case runs on the cpu, and on emu and cuda (skipped without a GPU) with the recorded step
 // (--cuda-graph on) and op by op.
 struct DeviceCase {
-  const char* device;
+  DeviceChoice device;
   bool cuda_graph;
   std::string tag() const {
-    const std::string d = device;
-    return d + (d == "cpu" ? "" : cuda_graph ? "_graph" : "_ops");
+    const std::string d = to_string(device);
+    return d + (device == DeviceChoice::kCpu ? "" : cuda_graph ? "_graph" : "_ops");
   }
 };
 
@@ -323,12 +323,14 @@ class NonFiniteTest : public TrainTest, public ::testing::WithParamInterface<Dev
   // every case runs on emu in the release build (CI's first stage).
   bool heavy_under_asan(bool keep_recorded_step) const {
     const DeviceCase& d = GetParam();
-    return kEmuUnderAsan && std::string(d.device) == "emu" && !(keep_recorded_step && d.cuda_graph);
+    return kEmuUnderAsan && d.device == DeviceChoice::kEmu &&
+           !(keep_recorded_step && d.cuda_graph);
   }
   void SetUp() override {
-    const std::string device = GetParam().device;
-    if (device == "emu" && !built_with_emu()) GTEST_SKIP() << "this build has no emulator";
-    if (device == "cuda" && (!built_with_cuda() || cuda_device_count() == 0))
+    const DeviceChoice device = GetParam().device;
+    if (device == DeviceChoice::kEmu && !built_with_emu())
+      GTEST_SKIP() << "this build has no emulator";
+    if (device == DeviceChoice::kCuda && (!built_with_cuda() || cuda_device_count() == 0))
       GTEST_SKIP() << "no CUDA backend or no GPU";
     TrainTest::SetUp();
   }
@@ -431,7 +433,7 @@ TEST_P(NonFiniteTest, SkipStepLeavesWeightsAndStateAsTheStepBefore) {
     auto config = [&](const std::string& out) {
       TrainConfig c = config_for(d, std::string(poison.name) + "_" + out);
       c.model = poison.model;
-      c.on_nonfinite = "skip-step";
+      c.on_nonfinite = NonFinitePolicy::kSkipStep;
       c.inject_nonfinite = poison.inject;
       return c;
     };
@@ -488,7 +490,7 @@ TEST_P(NonFiniteTest, SkipStepLeavesWeightsAndStateAsTheStepBefore) {
     ASSERT_TRUE(info);
     auto resumed = config_from_json(info->config_json);
     ASSERT_TRUE(resumed) << resumed.error().message();
-    EXPECT_EQ(resumed->on_nonfinite, "skip-step");
+    EXPECT_EQ(resumed->on_nonfinite, NonFinitePolicy::kSkipStep);
     resumed->resume = split.out_dir + "/last.safetensors";
     resumed->progress = false;
     resumed->inject_nonfinite = poison.inject;
@@ -512,34 +514,83 @@ TEST_P(NonFiniteTest, CheckingChangesNoResult) {
   unchecked.check_gradients = false;
   ASSERT_TRUE(train(unchecked, quiet_log()));
   const std::vector<float> expected = weights(unchecked.out_dir + "/last.safetensors");
-  for (const char* policy : {"stop", "skip-step"}) {
+  for (NonFinitePolicy policy : {NonFinitePolicy::kStop, NonFinitePolicy::kSkipStep}) {
     TrainConfig c = unchecked;
-    c.out_dir = (root_ / (d.tag() + "_" + policy)).string();
+    c.out_dir = (root_ / (d.tag() + "_" + to_string(policy))).string();
     c.check_gradients = true;
     c.on_nonfinite = policy;
     auto r = train(c, quiet_log());
     ASSERT_TRUE(r) << r.error().message();
     EXPECT_EQ(r->skipped_steps, 0);
-    EXPECT_TRUE(same_bits(weights(c.out_dir + "/last.safetensors"), expected)) << policy;
+    EXPECT_TRUE(same_bits(weights(c.out_dir + "/last.safetensors"), expected))
+        << to_string(policy);
     EXPECT_TRUE(skipped_records(c.out_dir).empty());
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Devices, NonFiniteTest,
-                         ::testing::Values(DeviceCase{"cpu", false}, DeviceCase{"emu", true},
-                                           DeviceCase{"emu", false}, DeviceCase{"cuda", true},
-                                           DeviceCase{"cuda", false}),
+                         ::testing::Values(DeviceCase{DeviceChoice::kCpu, false},
+                                           DeviceCase{DeviceChoice::kEmu, true},
+                                           DeviceCase{DeviceChoice::kEmu, false},
+                                           DeviceCase{DeviceChoice::kCuda, true},
+                                           DeviceCase{DeviceChoice::kCuda, false}),
                          [](const ::testing::TestParamInfo<DeviceCase>& p) {
                            return p.param.tag();
                          });
 
+// --on-nonfinite is stop or skip-step: anything else, from the CLI's spelling or a run config,
+// is an error naming the flag and the value.
 TEST_F(TrainTest, OnNonFiniteMustBeStopOrSkipStep) {
-  TrainConfig c = small_config("policy");
-  c.on_nonfinite = "ignore";
-  auto r = train(c, quiet_log());
-  ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message().find("--on-nonfinite ignore"), std::string::npos)
-      << r.error().message();
+  auto p = parse_nonfinite_policy("ignore");
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(p.error().message(), "--on-nonfinite ignore: expected stop or skip-step");
+  auto c = config_from_json(R"({"on_nonfinite": "ignore"})");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message().find("--on-nonfinite ignore"), std::string::npos)
+      << c.error().message();
+}
+
+// The fixed-choice settings are enums with the CLI's spellings: each spelling parses back to
+// its value, config.json writes them as before (strings), and reads them back.
+TEST(TrainConfigChoices, SpellingsRoundTrip) {
+  for (DeviceChoice d :
+       {DeviceChoice::kAuto, DeviceChoice::kCpu, DeviceChoice::kCuda, DeviceChoice::kEmu}) {
+    auto back = parse_device_choice(to_string(d));
+    ASSERT_TRUE(back) << to_string(d);
+    EXPECT_EQ(*back, d);
+  }
+  for (MathMode m : {MathMode::kFp32, MathMode::kTf32})
+    EXPECT_EQ(*parse_math_mode(to_string(m)), m);
+  for (LinearImpl l : {LinearImpl::kWren, LinearImpl::kCublas})
+    EXPECT_EQ(*parse_linear_impl(to_string(l)), l);
+  for (NonFinitePolicy p : {NonFinitePolicy::kStop, NonFinitePolicy::kSkipStep})
+    EXPECT_EQ(*parse_nonfinite_policy(to_string(p)), p);
+  EXPECT_FALSE(parse_device_choice("gpu"));
+  EXPECT_FALSE(parse_math_mode("fp16"));
+  EXPECT_FALSE(parse_linear_impl("mkl"));
+
+  TrainConfig c;
+  c.device = DeviceChoice::kEmu;
+  c.math = MathMode::kTf32;
+  c.linear = LinearImpl::kCublas;
+  c.on_nonfinite = NonFinitePolicy::kSkipStep;
+  const std::string json = config_to_json(c);
+  for (const char* field : {R"("device": "emu")", R"("math": "tf32")", R"("linear": "cublas")",
+                            R"("on_nonfinite": "skip-step")"}) {
+    EXPECT_NE(json.find(field), std::string::npos) << field << " in " << json;
+  }
+  auto back = config_from_json(json);
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->device, DeviceChoice::kEmu);
+  EXPECT_EQ(back->math, MathMode::kTf32);
+  EXPECT_EQ(back->linear, LinearImpl::kCublas);
+  EXPECT_EQ(back->on_nonfinite, NonFinitePolicy::kSkipStep);
+  // Absent keys keep the defaults (configs written before a setting existed).
+  auto defaults = config_from_json("{}");
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->device, DeviceChoice::kAuto);
+  EXPECT_EQ(defaults->on_nonfinite, NonFinitePolicy::kStop);
 }
 
 TEST_F(TrainTest, InitFromLoadsTheWeights) {

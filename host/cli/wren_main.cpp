@@ -46,10 +46,12 @@ std::string join(const std::vector<std::string>& items) {
 }
 
 // Flags shared by `train` and `sweep`, bound to a TrainConfig plus the values that need
-// resolving after parsing.
+// resolving after parsing. The fixed-choice flags are read as their spellings (CLI11 checks
+// them against the list) and parsed into the config's enums by resolve().
 struct TrainFlags {
   TrainConfig config;
   std::string opt = "adamw", sched = "cosine", wd_mode, l1_mode = "coupled", pad = "zero";
+  std::string device, math, linear, on_nonfinite;  // add_train_flags: the config's defaults
   bool no_shuffle = false, no_aug = false, no_test = false, no_progress = false;
   bool flip = false;
   int crop = -1, cutout = 0;
@@ -66,6 +68,10 @@ struct TrainFlags {
 
 void add_train_flags(CLI::App* app, TrainFlags& f, bool sweep) {
   TrainConfig& c = f.config;
+  f.device = wren::to_string(c.device);
+  f.math = wren::to_string(c.math);
+  f.linear = wren::to_string(c.linear);
+  f.on_nonfinite = wren::to_string(c.on_nonfinite);
   const std::string zoo = join(wren::model_names());
   app->add_option("--model", c.model, "built-in model (" + zoo + ") or a model file")
       ->capture_default_str();
@@ -73,17 +79,17 @@ void add_train_flags(CLI::App* app, TrainFlags& f, bool sweep) {
                   "dataset directory: MNIST-format IDX files (raw or .gz) or CIFAR-10/100 "
                   "binary batches")
       ->capture_default_str();
-  f.device_option = app->add_option("--device", c.device,
+  f.device_option = app->add_option("--device", f.device,
                   "auto (the GPU when there is one, else the CPU) | cpu | cuda | emu (the CUDA "
                   "kernels in the SIMT emulator on the CPU: slow, for checking)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda", "emu"}))
       ->capture_default_str();
-  app->add_option("--math", c.math,
+  app->add_option("--math", f.math,
                   "cuda/emu matrix products: fp32 (exact fp32 arithmetic) | tf32 (tensor cores, "
                   "10-bit mantissa inputs)")
       ->check(CLI::IsMember({"fp32", "tf32"}))
       ->capture_default_str();
-  app->add_option("--linear", c.linear,
+  app->add_option("--linear", f.linear,
                   "cuda: the linear layers' GEMM: wren (our kernel) | cublas")
       ->check(CLI::IsMember({"wren", "cublas"}))
       ->capture_default_str();
@@ -145,7 +151,7 @@ void add_train_flags(CLI::App* app, TrainFlags& f, bool sweep) {
   app->add_option("--clip-norm", c.optimizer.clip_norm,
                   "clip the global gradient norm to this (0: off)")
       ->check(CLI::NonNegativeNumber);
-  app->add_option("--on-nonfinite", c.on_nonfinite,
+  app->add_option("--on-nonfinite", f.on_nonfinite,
                   "a NaN/Inf loss or gradient (checked every step, before any weight changes): "
                   "stop (end the run naming the step and the first non-finite layer) | "
                   "skip-step (leave weights and optimizer state as they were, log a "
@@ -201,6 +207,18 @@ void add_train_flags(CLI::App* app, TrainFlags& f, bool sweep) {
 // Resolves the string flags into the config; an error names the flag.
 wren::Status resolve(TrainFlags& f) {
   TrainConfig& c = f.config;
+  auto device = wren::parse_device_choice(f.device);
+  if (!device) return device.error();
+  c.device = *device;
+  auto math = wren::parse_math_mode(f.math);
+  if (!math) return math.error();
+  c.math = *math;
+  auto linear = wren::parse_linear_impl(f.linear);
+  if (!linear) return linear.error();
+  c.linear = *linear;
+  auto on_nonfinite = wren::parse_nonfinite_policy(f.on_nonfinite);
+  if (!on_nonfinite) return on_nonfinite.error();
+  c.on_nonfinite = *on_nonfinite;
   c.optimizer.kind = f.opt == "sgd"    ? wren::OptimizerKind::kSgd
                      : f.opt == "adam" ? wren::OptimizerKind::kAdam
                                        : wren::OptimizerKind::kAdamW;
@@ -272,7 +290,11 @@ int run_train(TrainFlags& f, const std::string& resume) {
     config->stop_after_steps = f.config.stop_after_steps;
     // Moving a run to another machine: --device may change on resume (the continuation is then
     // exact to rounding, not bit-identical: devices round differently).
-    if (f.device_option && f.device_option->count() > 0) config->device = f.config.device;
+    if (f.device_option && f.device_option->count() > 0) {
+      auto device = wren::parse_device_choice(f.device);
+      if (!device) return fail("train", device.error().message());
+      config->device = *device;
+    }
     config->init_from.clear();
     if (f.config.steps > 0) config->steps = f.config.steps;
     std::fprintf(stderr, "resuming %s (run directory %s)\n", resume.c_str(),
@@ -478,9 +500,11 @@ int run(int argc, char** argv) {
   if (*check) return run_check(check_flags);
 
   if (*eval) {
+    auto device = wren::parse_device_choice(eval_device);
+    if (!device) return fail("eval", device.error().message());
     auto r = wren::evaluate_checkpoint(checkpoint, eval_data,
                                        split == "train" ? wren::Split::kTrain : wren::Split::kTest,
-                                       eval_batch, eval_device);
+                                       eval_batch, *device);
     if (!r) return fail("eval", r.error().message());
     std::printf("%s: %lld images, accuracy %.4f, loss %.4f\n", checkpoint.c_str(),
                 static_cast<long long>(r->count), r->accuracy, r->loss);

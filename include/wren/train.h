@@ -17,11 +17,14 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "wren/backend.h"
 #include "wren/data.h"
 #include "wren/error.h"
 #include "wren/executor.h"
+#include "wren/math_mode.h"
 #include "wren/models.h"
 #include "wren/optimizer.h"
 #include "wren/schedule.h"
@@ -31,18 +34,40 @@ namespace wren {
 // A weight counts as near zero (the sparsity L1 produces) when |w| is below this.
 inline constexpr double kNearZeroWeight = 1e-4;
 
+// The fixed-choice settings of a run. Each has the spelling the CLI flag, config.json and the
+// checkpoint metadata use (to_string), and a parser that accepts exactly those spellings; its
+// error names the flag and the choices ("--device gpu: expected auto, cpu, cuda or emu").
+
+// --device. kAuto: the GPU when this build has the CUDA backend and one is visible, else the
+// CPU (with a one-line note either way).
+enum class DeviceChoice { kAuto, kCpu, kCuda, kEmu };
+const char* to_string(DeviceChoice device);  // "auto", "cpu", "cuda", "emu"
+Expected<DeviceChoice> parse_device_choice(std::string_view name);
+
+// --math (MathMode, wren/math_mode.h; to_string in wren/backend.h): "fp32", "tf32".
+Expected<MathMode> parse_math_mode(std::string_view name);
+
+// --linear (LinearImpl, wren/backend.h): "wren", "cublas".
+Expected<LinearImpl> parse_linear_impl(std::string_view name);
+
+// --on-nonfinite: what a NaN or an infinity in the loss or the gradients does to the run
+// (TrainConfig::on_nonfinite).
+enum class NonFinitePolicy { kStop, kSkipStep };
+const char* to_string(NonFinitePolicy policy);  // "stop", "skip-step"
+Expected<NonFinitePolicy> parse_nonfinite_policy(std::string_view name);
+
 struct TrainConfig {
   // Model: a zoo name (wren::model_names()) or the path of a model file (docs/MODEL_FORMAT.md).
   std::string model = "ref-cnn";
   std::string data_dir = kDefaultDataDir;
-  std::string device = "auto";  // auto | cpu | cuda | emu
-  std::string math = "fp32";    // cuda and emu: fp32 | tf32 (wren/math_mode.h)
+  DeviceChoice device = DeviceChoice::kAuto;
+  MathMode math = MathMode::kFp32;  // cuda and emu (wren/math_mode.h)
   // cuda and emu: record forward, backward and optimizer once and replay them each step (a
   // CUDA graph on cuda; the same enqueue-only path re-run on emu). Off for models with dropout.
   bool cuda_graph = true;
-  std::string linear = "wren";  // cuda: wren | cublas (the linear layers' GEMM)
-  double epochs = 5.0;          // used when steps == 0
-  int64_t steps = 0;            // > 0: total optimizer steps (overrides epochs)
+  LinearImpl linear = LinearImpl::kWren;  // cuda: the linear layers' GEMM
+  double epochs = 5.0;  // used when steps == 0
+  int64_t steps = 0;    // > 0: total optimizer steps (overrides epochs)
   int batch = 128;
   uint64_t seed = 0;
   bool shuffle = true;
@@ -75,15 +100,15 @@ struct TrainConfig {
   // A NaN or an infinity in the loss or in the gradients (--on-nonfinite). Every step checks
   // the loss and the global gradient norm (one reduction, on the device on cuda/emu) before the
   // optimizer applies anything.
-  //   "stop" (default): the run ends with a kNumericError naming the step, the epoch and batch
-  //     and where the values first went non-finite; the weights are those of the step before
-  //     and no checkpoint is written (the last good last.safetensors stays).
-  //   "skip-step": as a loss scaler does, the update is skipped (parameters, buffers and
-  //     optimizer state untouched, the optimizer's step count not advanced; the global step and
-  //     the LR schedule go on), a {"kind":"skipped_step",...} record goes to metrics.jsonl, a
-  //     note to the log, and the run continues. Skipped steps are left out of the epoch's
-  //     train loss and accuracy.
-  std::string on_nonfinite = "stop";
+  //   kStop ("stop", the default): the run ends with a kNumericError naming the step, the epoch
+  //     and batch and where the values first went non-finite; the weights are those of the step
+  //     before and no checkpoint is written (the last good last.safetensors stays).
+  //   kSkipStep ("skip-step"): as a loss scaler does, the update is skipped (parameters,
+  //     buffers and optimizer state untouched, the optimizer's step count not advanced; the
+  //     global step and the LR schedule go on), a {"kind":"skipped_step",...} record goes to
+  //     metrics.jsonl, a note to the log, and the run continues. Skipped steps are left out of
+  //     the epoch's train loss and accuracy.
+  NonFinitePolicy on_nonfinite = NonFinitePolicy::kStop;
 
   // --- Test hooks: not on the CLI and not saved in config.json ---------------------------------
   // Makes one step non-finite on any device. At global step `step` (0-based, as the divergence
@@ -160,7 +185,7 @@ Expected<EvalResult> evaluate(Executor<float>& executor, const Dataset& dataset,
 // `device`: cpu (the default), cuda, emu or auto, as for training.
 Expected<EvalResult> evaluate_checkpoint(const std::string& checkpoint, const std::string& data_dir,
                                          Split split, int batch,
-                                         const std::string& device = "cpu");
+                                         DeviceChoice device = DeviceChoice::kCpu);
 
 // Formats a confusion matrix as a table with per-class accuracy.
 std::string format_confusion(const EvalResult& result);

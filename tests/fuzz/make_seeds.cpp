@@ -212,10 +212,10 @@ std::vector<TrainConfig> run_configs() {
   std::vector<TrainConfig> out(1);  // the defaults
   TrainConfig sgd;
   sgd.model = "resnet-cifar";
-  sgd.device = "cuda";
-  sgd.math = "tf32";
+  sgd.device = DeviceChoice::kCuda;
+  sgd.math = MathMode::kTf32;
   sgd.cuda_graph = false;
-  sgd.linear = "cublas";
+  sgd.linear = LinearImpl::kCublas;
   sgd.steps = 1000;
   sgd.batch = 512;
   sgd.seed = 42;
@@ -318,7 +318,7 @@ void checkpoint_seeds(const fs::path& dir, const fs::path& run_config_dir) {
     TrainConfig c;
     c.model = (work / "tiny.wren").string();
     c.data_dir = data.string();
-    c.device = "cpu";
+    c.device = DeviceChoice::kCpu;
     c.out_dir = (work / run.name).string();
     c.steps = 2;
     c.batch = 8;
