@@ -1,8 +1,7 @@
 // Datasets (include/wren/data.h): the IDX and CIFAR readers on small files with known contents,
 // raw and gzipped, every kind of bad file, format detection, the real Fashion-MNIST when it is
-// installed, the train/val split, the epoch order, normalization statistics and batch
-// gathering with augmentation, each augmentation checked against an independent computation
-// from the documented draws.
+// installed, the train/val split, the epoch order and normalization statistics. Batch gathering
+// with augmentation (make_batch) is tested with its family, in tests/kernels/augment_test.cpp.
 #include <gtest/gtest.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -14,10 +13,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <set>
 #include <string>
 #include <vector>
 
+#include "support/datasets.h"
 #include "wren/data.h"
 #include "wren/rng.h"
 
@@ -505,25 +504,8 @@ TEST(DataEpochOrder, ShuffleIsUniform) {
   for (const auto& [order, count] : counts) EXPECT_NEAR(count, 1000, 160);
 }
 
-Dataset make_dataset(int64_t count, int channels, int height, int width, uint64_t salt) {
-  Dataset ds;
-  ds.count = count;
-  ds.channels = channels;
-  ds.height = height;
-  ds.width = width;
-  ds.num_classes = 10;
-  ds.pixels.resize(static_cast<size_t>(count * ds.image_size()));
-  const RngKey key = make_rng_key(salt, RngStream::kTest);
-  for (size_t k = 0; k < ds.pixels.size(); ++k) {
-    ds.pixels[k] = static_cast<uint8_t>(uniform_at(key, 0, k) * 256.0f);
-  }
-  for (int64_t i = 0; i < count; ++i) ds.labels.push_back(static_cast<int32_t>(i % 10));
-  ds.source = "synthetic";
-  return ds;
-}
-
 TEST(DataNormalization, MatchesDirectComputationOverIndices) {
-  Dataset ds = make_dataset(6, 2, 3, 4, 1);
+  Dataset ds = testing::synthetic_dataset(6, 2, 3, 4, 1);
   // Channel 1 of every image constant: zero variance → std 1.
   for (int64_t i = 0; i < ds.count; ++i) {
     for (int k = 0; k < 12; ++k) ds.pixels[static_cast<size_t>(i * 24 + 12 + k)] = 77;
@@ -551,295 +533,6 @@ TEST(DataNormalization, MatchesDirectComputationOverIndices) {
   // Other indices give other statistics: the indices are honoured.
   const std::vector<int64_t> others = {1, 3, 4};
   EXPECT_NE(compute_normalization(ds, others).mean[0], norm.mean[0]);
-}
-
-// --- Batches and augmentation -------------------------------------------------------------------
-
-// The documented draws, recomputed here with floating-point floor (exact in double for these
-// sizes) rather than make_batch's integer (m · n) >> 24.
-struct Draws {
-  int crop_y, crop_x;
-  bool flip;
-  int cutout_y, cutout_x;
-};
-
-Draws expected_draws(uint64_t seed, uint64_t step, size_t b, int pad, int height, int width) {
-  const RngKey key = make_rng_key(seed, RngStream::kAugment);
-  auto u = [&](int k) { return static_cast<double>(uniform_at(key, step, 8 * b + k)); };
-  return Draws{static_cast<int>(std::floor(u(0) * (2 * pad + 1))),
-               static_cast<int>(std::floor(u(1) * (2 * pad + 1))), u(2) < 0.5,
-               static_cast<int>(std::floor(u(3) * height)),
-               static_cast<int>(std::floor(u(4) * width))};
-}
-
-template <class T>
-T normalized(uint8_t v, float mean, float std_dev) {
-  return (static_cast<T>(v) / T(255) - static_cast<T>(mean)) / static_cast<T>(std_dev);
-}
-
-template <class T>
-class AugmentTyped : public ::testing::Test {};
-using AugmentTypes = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(AugmentTyped, AugmentTypes);
-
-struct BatchFixture {
-  Dataset ds = make_dataset(10, 3, 5, 6, 2);
-  Normalization norm{{0.4f, 0.5f, 0.3f}, {0.25f, 0.2f, 0.3f}};
-  std::vector<int64_t> samples = {3, 0, 9, 3, 7, 1, 4, 8, 2, 6, 5, 3, 0, 9, 1, 2};
-  size_t image_size() const { return static_cast<size_t>(ds.image_size()); }
-  uint8_t pixel(int64_t sample, int c, int y, int x) const {
-    return ds.pixels[static_cast<size_t>(sample) * image_size() +
-                     static_cast<size_t>((c * ds.height + y) * ds.width + x)];
-  }
-  template <class T>
-  std::vector<T> batch(const AugmentConfig& config, bool augment, uint64_t seed, uint64_t step,
-                       std::vector<int32_t>* labels = nullptr) const {
-    EXPECT_TRUE(check_batch_inputs(ds, samples, norm, config).ok());
-    std::vector<T> images(samples.size() * image_size());
-    std::vector<int32_t> l(samples.size());
-    make_batch<T>(ds, samples, norm, config, augment, seed, step, images.data(), l.data());
-    if (labels) *labels = l;
-    return images;
-  }
-};
-
-TYPED_TEST(AugmentTyped, NoAugmentationIsExactNormalization) {
-  using T = TypeParam;
-  BatchFixture f;
-  AugmentConfig everything;
-  everything.crop_padding = 2;
-  everything.horizontal_flip = true;
-  everything.cutout = 3;
-  std::vector<int32_t> labels;
-  const std::vector<T> off = f.template batch<T>(everything, false, 1, 2, &labels);
-  const std::vector<T> nothing_on = f.template batch<T>(AugmentConfig{}, true, 1, 2);
-  for (size_t b = 0; b < f.samples.size(); ++b) {
-    EXPECT_EQ(labels[b], f.ds.labels[static_cast<size_t>(f.samples[b])]);
-    for (int c = 0; c < 3; ++c) {
-      for (int y = 0; y < 5; ++y) {
-        for (int x = 0; x < 6; ++x) {
-          const size_t at = b * f.image_size() + static_cast<size_t>((c * 5 + y) * 6 + x);
-          const T want =
-              normalized<T>(f.pixel(f.samples[b], c, y, x), f.norm.mean[c], f.norm.std[c]);
-          ASSERT_EQ(off[at], want) << b << " " << c << " " << y << " " << x;
-          ASSERT_EQ(nothing_on[at], want) << b << " " << c << " " << y << " " << x;
-        }
-      }
-    }
-  }
-}
-
-TYPED_TEST(AugmentTyped, FlipMirrorsWhenDrawn) {
-  using T = TypeParam;
-  BatchFixture f;
-  AugmentConfig flip;
-  flip.horizontal_flip = true;
-  const uint64_t seed = 5, step = 9;
-  const std::vector<T> out = f.template batch<T>(flip, true, seed, step);
-  int flipped = 0;
-  for (size_t b = 0; b < f.samples.size(); ++b) {
-    const bool mirror = expected_draws(seed, step, b, 0, 5, 6).flip;
-    flipped += mirror;
-    for (int c = 0; c < 3; ++c) {
-      for (int y = 0; y < 5; ++y) {
-        for (int x = 0; x < 6; ++x) {
-          const size_t at = b * f.image_size() + static_cast<size_t>((c * 5 + y) * 6 + x);
-          const uint8_t v = f.pixel(f.samples[b], c, y, mirror ? 5 - x : x);
-          ASSERT_EQ(out[at], normalized<T>(v, f.norm.mean[c], f.norm.std[c]))
-              << "sample " << b << " mirror " << mirror;
-        }
-      }
-    }
-  }
-  // Both outcomes occur in 16 samples (each with probability 1/2).
-  EXPECT_GT(flipped, 0);
-  EXPECT_LT(flipped, 16);
-}
-
-// Source pixel of the padded image per pad mode, written independently of make_batch: an
-// explicit mirror for reflect (valid for pad < size), raw 0 for zero padding.
-int mirror_once(int i, int n) {
-  return i < 0 ? -i : (i >= n ? 2 * (n - 1) - i : i);
-}
-
-template <class T>
-void check_crop(PadMode mode) {
-  BatchFixture f;
-  AugmentConfig crop;
-  crop.crop_padding = 3;  // < H = 5 and W = 6, so one mirror suffices
-  crop.pad_mode = mode;
-  const uint64_t seed = 21, step = 4;
-  const std::vector<T> out = f.template batch<T>(crop, true, seed, step);
-  std::set<std::pair<int, int>> offsets;
-  int padded_pixels = 0;
-  for (size_t b = 0; b < f.samples.size(); ++b) {
-    const Draws d = expected_draws(seed, step, b, 3, 5, 6);
-    ASSERT_GE(d.crop_y, 0);
-    ASSERT_LE(d.crop_y, 6);
-    offsets.insert({d.crop_y, d.crop_x});
-    for (int c = 0; c < 3; ++c) {
-      for (int y = 0; y < 5; ++y) {
-        for (int x = 0; x < 6; ++x) {
-          const int sy = y + d.crop_y - 3, sx = x + d.crop_x - 3;
-          const bool inside = sy >= 0 && sy < 5 && sx >= 0 && sx < 6;
-          padded_pixels += !inside;
-          uint8_t v = 0;
-          if (mode == PadMode::kReflect) {
-            v = f.pixel(f.samples[b], c, mirror_once(sy, 5), mirror_once(sx, 6));
-          } else if (inside) {
-            v = f.pixel(f.samples[b], c, sy, sx);
-          }
-          const size_t at = b * f.image_size() + static_cast<size_t>((c * 5 + y) * 6 + x);
-          ASSERT_EQ(out[at], normalized<T>(v, f.norm.mean[c], f.norm.std[c]))
-              << "sample " << b << " offset " << d.crop_y << "," << d.crop_x << " at " << c << ","
-              << y << "," << x;
-        }
-      }
-    }
-  }
-  EXPECT_GE(offsets.size(), 8u);  // 16 samples over 49 possible offsets
-  EXPECT_GT(padded_pixels, 0);    // the borders were exercised
-}
-
-TYPED_TEST(AugmentTyped, CropZeroPaddingShiftsByDrawnOffset) {
-  check_crop<TypeParam>(PadMode::kZero);
-}
-TYPED_TEST(AugmentTyped, CropReflectPaddingShiftsByDrawnOffset) {
-  check_crop<TypeParam>(PadMode::kReflect);
-}
-
-// A zero-padded pixel is raw 0 before normalization: −mean/std after it.
-TEST(DataAugment, ZeroPaddingIsRawBlack) {
-  BatchFixture f;
-  AugmentConfig crop;
-  crop.crop_padding = 40;  // wider than the image: most outputs are padding
-  const std::vector<float> out = f.batch<float>(crop, true, 3, 3);
-  int black = 0;
-  for (size_t b = 0; b < f.samples.size(); ++b) {
-    for (int c = 0; c < 3; ++c) {
-      const float want = (0.0f - f.norm.mean[c]) / f.norm.std[c];
-      for (size_t k = 0; k < 30; ++k)
-        black += out[b * 90 + static_cast<size_t>(c) * 30 + k] == want;
-    }
-  }
-  EXPECT_GT(black, static_cast<int>(16 * 90 * 3 / 4));
-}
-
-// Reflection with a padding wider than the image keeps reflecting (period 2(n − 1)).
-TEST(DataAugment, ReflectWiderThanImageStaysInRange) {
-  BatchFixture f;
-  AugmentConfig crop;
-  crop.crop_padding = 13;
-  crop.pad_mode = PadMode::kReflect;
-  const std::vector<double> out = f.batch<double>(crop, true, 8, 1);
-  for (size_t b = 0; b < f.samples.size(); ++b) {
-    const Draws d = expected_draws(8, 1, b, 13, 5, 6);
-    for (int y = 0; y < 5; ++y) {
-      for (int x = 0; x < 6; ++x) {
-        // Reflect by unfolding repeatedly: independent of the modulo formula.
-        int sy = y + d.crop_y - 13, sx = x + d.crop_x - 13;
-        while (sy < 0 || sy >= 5) sy = sy < 0 ? -sy : 8 - sy;
-        while (sx < 0 || sx >= 6) sx = sx < 0 ? -sx : 10 - sx;
-        const size_t at = b * 90 + static_cast<size_t>(y * 6 + x);
-        ASSERT_EQ(out[at], normalized<double>(f.pixel(f.samples[b], 0, sy, sx), 0.4f, 0.25f));
-      }
-    }
-  }
-}
-
-TYPED_TEST(AugmentTyped, SameSeedAndStepSameBatch) {
-  using T = TypeParam;
-  BatchFixture f;
-  AugmentConfig all;
-  all.crop_padding = 2;
-  all.horizontal_flip = true;
-  all.cutout = 2;
-  const std::vector<T> a = f.template batch<T>(all, true, 17, 100);
-  EXPECT_EQ(a, f.template batch<T>(all, true, 17, 100));
-  EXPECT_NE(a, f.template batch<T>(all, true, 17, 101));
-  EXPECT_NE(a, f.template batch<T>(all, true, 18, 100));
-}
-
-// Each augmentation's draws are fixed whether or not the others are on: adding the flip does
-// not move the crop of the samples that are not flipped.
-TEST(DataAugment, DrawsDoNotDependOnWhichAugmentationsAreOn) {
-  BatchFixture f;
-  AugmentConfig crop;
-  crop.crop_padding = 2;
-  AugmentConfig crop_flip = crop;
-  crop_flip.horizontal_flip = true;
-  const std::vector<float> a = f.batch<float>(crop, true, 4, 4);
-  const std::vector<float> b = f.batch<float>(crop_flip, true, 4, 4);
-  int unflipped = 0;
-  for (size_t s = 0; s < f.samples.size(); ++s) {
-    if (expected_draws(4, 4, s, 2, 5, 6).flip) continue;
-    ++unflipped;
-    for (size_t k = 0; k < 90; ++k) ASSERT_EQ(a[s * 90 + k], b[s * 90 + k]) << s;
-  }
-  EXPECT_GT(unflipped, 0);
-}
-
-TYPED_TEST(AugmentTyped, CutoutZeroesTheDocumentedSquare) {
-  using T = TypeParam;
-  for (int side : {3, 4}) {
-    Dataset ds = make_dataset(4, 2, 9, 11, 3);
-    std::fill(ds.pixels.begin(), ds.pixels.end(), uint8_t{200});  // normalizes to nonzero
-    const Normalization norm{{0.5f, 0.1f}, {0.2f, 0.3f}};
-    std::vector<int64_t> samples;
-    for (int i = 0; i < 40; ++i) samples.push_back(i % 4);
-    AugmentConfig cutout;
-    cutout.cutout = side;
-    ASSERT_TRUE(check_batch_inputs(ds, samples, norm, cutout).ok());
-    std::vector<T> out(samples.size() * 198);
-    std::vector<int32_t> labels(samples.size());
-    make_batch<T>(ds, samples, norm, cutout, true, 6, 2, out.data(), labels.data());
-    int full_squares = 0;
-    for (size_t b = 0; b < samples.size(); ++b) {
-      const Draws d = expected_draws(6, 2, b, 0, 9, 11);
-      const int y0 = d.cutout_y - side / 2, x0 = d.cutout_x - side / 2;
-      int zeros = 0;
-      for (int c = 0; c < 2; ++c) {
-        for (int y = 0; y < 9; ++y) {
-          for (int x = 0; x < 11; ++x) {
-            const bool in_square = y >= y0 && y < y0 + side && x >= x0 && x < x0 + side;
-            const T v = out[b * 198 + static_cast<size_t>((c * 9 + y) * 11 + x)];
-            zeros += in_square;
-            ASSERT_EQ(v, in_square ? T(0) : normalized<T>(200, norm.mean[c], norm.std[c]))
-                << "side " << side << " sample " << b << " centre " << d.cutout_y << ","
-                << d.cutout_x << " at " << c << "," << y << "," << x;
-          }
-        }
-      }
-      full_squares += zeros == 2 * side * side;
-    }
-    EXPECT_GT(full_squares, 0) << side;   // some squares lie wholly inside
-    EXPECT_LT(full_squares, 40) << side;  // and some are clipped at a border
-  }
-}
-
-TEST(DataAugment, CheckBatchInputsNamesTheProblem) {
-  BatchFixture f;
-  const std::vector<int64_t> bad_index = {0, 10};
-  Status s = check_batch_inputs(f.ds, bad_index, f.norm, {});
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.error().code(), ErrorCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("sample index 10 at batch position 1"), std::string::npos)
-      << s.message();
-
-  const Normalization two{{0.1f, 0.2f}, {1.0f, 1.0f}};
-  s = check_batch_inputs(f.ds, f.samples, two, {});
-  ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("3 channels"), std::string::npos) << s.message();
-
-  const Normalization zero_std{{0.1f, 0.2f, 0.3f}, {1.0f, 0.0f, 1.0f}};
-  s = check_batch_inputs(f.ds, f.samples, zero_std, {});
-  ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("channel 1"), std::string::npos) << s.message();
-
-  AugmentConfig negative;
-  negative.crop_padding = -1;
-  EXPECT_FALSE(check_batch_inputs(f.ds, f.samples, f.norm, negative).ok());
-  EXPECT_TRUE(check_batch_inputs(f.ds, f.samples, f.norm, {}).ok());
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "gradcheck.h"
+#include "support/gradcheck.h"
 #include "wren/executor.h"
 #include "wren/models.h"
 #include "conv/conv.h"

@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "gradcheck.h"
+#include "support/gradcheck.h"
 #include "wren/executor.h"
 #include "wren/model_file.h"
 #include "wren/models.h"

@@ -1,7 +1,7 @@
 // End to end: plain SGD on ref-cnn memorises a small fixed batch (the loss goes to ~0).
 #include <gtest/gtest.h>
 
-#include "gradcheck.h"
+#include "support/gradcheck.h"
 #include "wren/executor.h"
 #include "wren/models.h"
 

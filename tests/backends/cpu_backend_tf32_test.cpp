@@ -9,21 +9,20 @@
 #include <random>
 #include <vector>
 
-#include "wren/backend.h"
 #include "conv/conv.h"
 #include "linear/linear.h"
+#include "support/compare.h"
+#include "support/gemm_bounds.h"
+#include "wren/backend.h"
 
 namespace wren {
 namespace {
 
-// TF32 keeps 10 of float's 23 fraction bits, rounding to nearest with ties away from zero:
-// m = frexp's mantissa in [0.5, 1) has 11 significant bits after scaling by 2^11.
-float tf32_by_arithmetic(float v) {
-  if (!std::isfinite(v) || v == 0.0f) return v;
-  int e = 0;
-  const double m = std::frexp(static_cast<double>(v), &e);
-  return static_cast<float>(std::ldexp(std::round(std::ldexp(m, 11)), e - 11));
-}
+// TF32 keeps 10 of float's 23 fraction bits, rounding to nearest with ties away from zero
+// (tests/support/gemm_bounds.h: frexp's mantissa in [0.5, 1) has 11 significant bits after
+// scaling by 2^11).
+using testing::expect_bits_equal;
+using testing::tf32_round;
 
 std::vector<float> random_values(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -34,24 +33,15 @@ std::vector<float> random_values(size_t n, uint32_t seed) {
 }
 
 std::vector<float> rounded(std::vector<float> v) {
-  for (float& x : v) x = tf32_by_arithmetic(x);
+  for (float& x : v) x = tf32_round(x);
   return v;
-}
-
-void expect_bits_equal(const std::vector<float>& a, const std::vector<float>& b, const char* what) {
-  ASSERT_EQ(a.size(), b.size());
-  size_t bad = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::bit_cast<uint32_t>(a[i]) != std::bit_cast<uint32_t>(b[i]) && ++bad <= 3)
-      ADD_FAILURE() << what << "[" << i << "]: " << a[i] << " vs " << b[i];
-  EXPECT_EQ(bad, 0u) << what;
 }
 
 TEST(CpuBackendTf32, RoundingRuleIsNearestTiesAwayFromZero) {
   // 1 + 2^-11 is half-way between 1 and 1 + 2^-10: away from zero.
-  EXPECT_EQ(tf32_by_arithmetic(1.0f + 0x1p-11f), 1.0f + 0x1p-10f);
-  EXPECT_EQ(tf32_by_arithmetic(-(1.0f + 0x1p-11f)), -(1.0f + 0x1p-10f));
-  EXPECT_EQ(tf32_by_arithmetic(1.0f + 0x1p-12f), 1.0f);
+  EXPECT_EQ(tf32_round(1.0f + 0x1p-11f), 1.0f + 0x1p-10f);
+  EXPECT_EQ(tf32_round(-(1.0f + 0x1p-11f)), -(1.0f + 0x1p-10f));
+  EXPECT_EQ(tf32_round(1.0f + 0x1p-12f), 1.0f);
 }
 
 TEST(CpuBackendTf32, ConvOperandsAreRoundedAndTheBiasGradientIsNot) {

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "support/compare.h"
 #include "wren/backend.h"
 #include "wren/check.h"
 #include "wren/device.h"
@@ -116,16 +117,6 @@ void expect_within_bound(const std::vector<float>& got, const std::vector<double
                       << ", error " << err << " > bound " << tol;
     }
   }
-  EXPECT_EQ(failures, 0u) << what;
-}
-
-void expect_bitwise(const std::vector<float>& got, const std::vector<float>& ref,
-                    const std::string& what) {
-  ASSERT_EQ(got.size(), ref.size()) << what;
-  size_t failures = 0;
-  for (size_t i = 0; i < got.size(); ++i)
-    if (std::memcmp(&got[i], &ref[i], sizeof(float)) != 0 && failures++ < 5)
-      ADD_FAILURE() << what << " [" << i << "]: got " << got[i] << ", cpu " << ref[i];
   EXPECT_EQ(failures, 0u) << what;
 }
 
@@ -304,7 +295,7 @@ TYPED_TEST(BackendOps, ElementwisePoolingAndDropoutAreBitIdenticalToTheCpu) {
   std::vector<uint8_t> want_mask(static_cast<size_t>(n));
   auto check = [&](const std::string& what) {
     ASSERT_TRUE(be.synchronize().ok()) << what;
-    expect_bitwise(dev.get(out, size_t(n)), want, what);
+    testing::expect_bits_equal(dev.get(out, size_t(n)), want, what);
   };
   be.relu_forward(n, xd, out);
   cpu.relu_forward(n, x.data(), want.data());
@@ -355,12 +346,12 @@ TYPED_TEST(BackendOps, ElementwisePoolingAndDropoutAreBitIdenticalToTheCpu) {
   be.max_pool2d_forward(d, xd, out, arg);
   cpu.max_pool2d_forward(d, x.data(), y_cpu.data(), arg_cpu.data());
   ASSERT_TRUE(be.synchronize().ok());
-  expect_bitwise(dev.get(out, np), y_cpu, "max pool");
+  testing::expect_bits_equal(dev.get(out, np), y_cpu, "max pool");
   EXPECT_EQ(dev.get(arg, np), arg_cpu);
   be.max_pool2d_backward(d, arg, dyd, out);
   cpu.max_pool2d_backward(d, arg_cpu.data(), dy.data(), dx_cpu.data());
   ASSERT_TRUE(be.synchronize().ok());
-  expect_bitwise(dev.get(out, nin), dx_cpu, "max pool backward");
+  testing::expect_bits_equal(dev.get(out, nin), dx_cpu, "max pool backward");
   d.kernel_h = d.kernel_w = 3;
   d.pad_h = d.pad_w = 1;
   const size_t np3 = size_t(d.n) * d.c * d.p() * d.q();
@@ -368,11 +359,11 @@ TYPED_TEST(BackendOps, ElementwisePoolingAndDropoutAreBitIdenticalToTheCpu) {
   be.avg_pool2d_forward(d, xd, out);
   cpu.avg_pool2d_forward(d, x.data(), y_cpu.data());
   ASSERT_TRUE(be.synchronize().ok());
-  expect_bitwise(dev.get(out, np3), y_cpu, "avg pool");
+  testing::expect_bits_equal(dev.get(out, np3), y_cpu, "avg pool");
   be.avg_pool2d_backward(d, dyd, out);
   cpu.avg_pool2d_backward(d, dy.data(), dx_cpu.data());
   ASSERT_TRUE(be.synchronize().ok());
-  expect_bitwise(dev.get(out, nin), dx_cpu, "avg pool backward");
+  testing::expect_bits_equal(dev.get(out, nin), dx_cpu, "avg pool backward");
 }
 
 // Batch norm and softmax cross-entropy: statistics and sums in double on both sides, in

@@ -1,6 +1,7 @@
-// GEMM through CBLAS against a naive triple loop in double: every transpose combination,
-// odd sizes, alpha/beta other than 1/0, and leading dimensions wider than the rows they hold
-// (the padding is NaN in A and B, so reading it would show, and must be left alone in C).
+// The CPU GEMM (kernels/common/cpu_gemm.{h,cpp}, through CBLAS) against a naive triple loop in
+// double, in float and double: every transpose combination, odd sizes, alpha/beta other than
+// 1/0, and leading dimensions wider than the rows they hold (the padding is NaN in A and B, so
+// reading it would show, and must be left alone in C).
 #include "common/cpu_gemm.h"
 
 #include <gtest/gtest.h>
@@ -13,7 +14,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "gradcheck.h"
+#include "support/gradcheck.h"
 
 namespace wren {
 namespace {

@@ -1,4 +1,7 @@
-// The optimizer step (include/wren/optimizer.h) against docs/OPTIMIZERS.md:
+// The optimizer (kernels/optimizer/, include/wren/optimizer.h): the CPU step in float and double
+// against docs/OPTIMIZERS.md, and the fused kernels on every device.
+//
+// The CPU step (kernels/optimizer/reference.cpp, wren::Optimizer<T>):
 //   - every rule against a per-element double-precision transcription of the spec written
 //     here (Reference), after t = 1, 2 and 10 steps of fresh random gradients and a decaying
 //     lr (so a Caffe-style lr inside the momentum buffer would fail);
@@ -11,10 +14,29 @@
 // operation to float (~6e-8 relative) and 10 steps of O(1) values accumulate at most ~1e-6, so
 // rtol 1e-5 / atol 1e-6 still fails on any wrong term (the smallest term tested, lr·wd·p, is
 // ≥ 1e-4 on average). Double: the same argument at 1e-16 gives rtol 1e-12 / atol 1e-14.
+//
+// The kernels (kernels/optimizer/optimizer.cu: the fused step and the global gradient norm), one
+// typed body per check on emu and cuda (OptimKernels/emu, OptimKernels/cuda; the cuda cases skip
+// without a GPU), against the CPU reference (wren::Optimizer<float>), on the emulator under every
+// fiber schedule. Every configuration runs 3 steps with fresh random gradients and a changing lr
+// (read by the kernel from the device scalar block), on ref-cnn's segment table (biases wd_mult
+// 0) and on a custom table with lr_mult 2, an odd parameter count and segments starting at
+// offsets that are not multiples of 4; each with 16-byte aligned buffers (float4 path) and with
+// buffers shifted by one float (scalar path). Parameters and optimizer state must match BIT FOR
+// BIT after every step: the kernel performs the CPU loop's fp32 operations in the same order,
+// with the per-step scalars formed in double and rounded once, as the CPU does.
+//
+// One justified exception, clipping: the kernel sums ‖g‖² in a tree order, the CPU in index
+// order, so the two double norms may differ in the last bits (checked to 1e-12 relative). When
+// the two clip scales round to the same float, the step is still required bit for bit; when
+// they do not (one fp32 ulp apart), the parameters and state are compared with a relative
+// tolerance of 1e-6 (a one-ulp change of every gradient, 6e-8 relative, carried through three
+// steps).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -25,12 +47,20 @@
 #include <utility>
 #include <vector>
 
-#include "gradcheck.h"
+#include "optimizer/optimizer.h"
+#include "support/buffer.h"
+#include "support/compare.h"
+#include "support/device.h"
+#include "support/gradcheck.h"
 #include "wren/models.h"
 #include "wren/optimizer.h"
 
 namespace wren {
 namespace {
+
+// --- The CPU step --------------------------------------------------------------------------------
+
+namespace reference_suite {
 
 using testing::expect_all_close;
 
@@ -871,6 +901,514 @@ TEST(OptimizerSegmentsTest, RefCnnDecoupledDecaySkipsBiases) {
       ASSERT_EQ(params[static_cast<size_t>(i)], expected) << p.name << " element " << i;
   }
 }
+
+}  // namespace reference_suite
+
+// --- The kernels on emu and cuda -----------------------------------------------------------------
+
+#if WREN_TEST_KERNEL_DEVICES
+namespace kernel_suite {
+
+using testing::Buffer;
+using testing::expect_bits_equal;
+
+#define WREN_OPTIMIZER_LAUNCHERS(ns)                                      \
+  static void step(const FusedOptimizerArgs& a) {                         \
+    wren::ns::fused_optimizer_step(a, nullptr);                           \
+  }                                                                       \
+  static void norm(const float* g, int64_t n, void* ws, double* out) {    \
+    wren::ns::global_grad_norm(g, n, ws, out, nullptr);                   \
+  }
+
+#if defined(WREN_HAVE_EMU)
+struct EmuOptim : testing::EmuDevice {
+  WREN_OPTIMIZER_LAUNCHERS(emu_kernels)
+};
+#endif
+struct CudaOptim : testing::CudaDevice {
+  WREN_OPTIMIZER_LAUNCHERS(WREN_TEST_CUDA_KERNELS)
+};
+#undef WREN_OPTIMIZER_LAUNCHERS
+
+template <class K>
+class OptimKernels : public testing::DeviceTest<K> {};
+TYPED_TEST_SUITE(OptimKernels, WREN_KERNEL_DEVICES(EmuOptim, CudaOptim), testing::DeviceNames);
+
+// Writes the lr field of the device scalar block alone (the step count lives on the device).
+template <class K>
+void set_lr(Buffer<FusedOptimScalars>& scalars, double lr) {
+  testing::copy_to_device(K::kGpu,
+                          reinterpret_cast<unsigned char*>(scalars.get()) +
+                              offsetof(FusedOptimScalars, lr),
+                          &lr, sizeof lr);
+}
+
+// Normal values; every 7th exactly 0 (sign(0) = 0), one -0.
+std::vector<float> random_values(size_t n, float sigma, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, sigma);
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = i % 7 == 3 ? 0.0f : normal(rng);
+  if (n > 5) v[5] = -0.0f;
+  return v;
+}
+
+size_t count_tolerance_mismatches(const std::vector<float>& actual, const std::vector<float>& ref,
+                                  const std::string& what) {
+  size_t bad = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double a = actual[i], r = ref[i];
+    const double tol = 1e-6 * std::max(std::abs(a), std::abs(r)) + 1e-12;
+    if (!(std::abs(a - r) <= tol) && ++bad <= 3) {
+      ADD_FAILURE() << what << "[" << i << "]: " << actual[i] << " vs " << ref[i];
+    }
+  }
+  return bad;
+}
+
+struct Table {
+  std::string name;
+  std::vector<ParamSegment> segments;
+  int64_t param_count;
+};
+
+Table ref_cnn_table() {
+  Expected<Graph> g = build_model("ref-cnn");
+  if (!g.ok()) return {"ref-cnn (failed to build)", {}, 0};
+  return {"ref-cnn", param_segments(*g), g->param_count()};
+}
+
+// Odd count, lr_mult 2, segment starts 3, 253, 770 (not multiples of 4), a 1-element segment.
+Table custom_table() {
+  return {"custom",
+          {{.offset = 0, .count = 3, .lr_mult = 2.0f, .wd_mult = 1.0f},
+           {.offset = 3, .count = 250, .lr_mult = 1.0f, .wd_mult = 0.0f},
+           {.offset = 253, .count = 517, .lr_mult = 2.0f, .wd_mult = 0.5f},
+           {.offset = 770, .count = 1, .lr_mult = 0.5f, .wd_mult = 3.0f},
+           {.offset = 771, .count = 230, .lr_mult = 1.0f, .wd_mult = 1.0f}},
+          1001};
+}
+
+struct Config {
+  const char* name;
+  OptimizerConfig config;
+};
+
+OptimizerConfig sgd(double momentum = 0.0) {
+  OptimizerConfig c;
+  c.kind = OptimizerKind::kSgd;
+  c.momentum = momentum;
+  return c;
+}
+OptimizerConfig adam(OptimizerKind kind) {
+  OptimizerConfig c;
+  c.kind = kind;
+  return c;
+}
+template <class F>
+OptimizerConfig with(OptimizerConfig c, F f) {
+  f(c);
+  return c;
+}
+
+std::vector<Config> all_configs() {
+  return {
+      {"sgd", sgd()},
+      {"sgd momentum", sgd(0.9)},
+      {"sgd dampening", with(sgd(0.9), [](auto& c) { c.dampening = 0.3; })},
+      {"sgd nesterov", with(sgd(0.9), [](auto& c) { c.nesterov = true; })},
+      {"sgd coupled L2", with(sgd(0.9), [](auto& c) { c.weight_decay = 5e-2; })},
+      {"sgdw", with(sgd(0.9), [](auto& c) {
+         c.weight_decay = 5e-2;
+         c.wd_mode = DecayMode::kDecoupled;
+       })},
+      {"sgd L1 coupled", with(sgd(), [](auto& c) { c.l1 = 1e-2; })},
+      {"sgd L1 decoupled", with(sgd(0.5), [](auto& c) {
+         c.l1 = 1e-2;
+         c.l1_mode = DecayMode::kDecoupled;
+       })},
+      {"adam", adam(OptimizerKind::kAdam)},
+      {"adam L2", with(adam(OptimizerKind::kAdam), [](auto& c) { c.weight_decay = 1e-2; })},
+      {"adamw", with(adam(OptimizerKind::kAdamW), [](auto& c) { c.weight_decay = 1e-2; })},
+      {"adamw L1 decoupled", with(adam(OptimizerKind::kAdamW), [](auto& c) {
+         c.weight_decay = 1e-2;
+         c.l1 = 1e-3;
+         c.l1_mode = DecayMode::kDecoupled;
+       })},
+      {"adamw L1 coupled", with(adam(OptimizerKind::kAdamW), [](auto& c) {
+         c.weight_decay = 1e-2;
+         c.l1 = 1e-3;
+       })},
+  };
+}
+
+// Clipping: c is set relative to the gradients' norm (≈ 0.1·√n) by the caller.
+std::vector<Config> clip_configs() {
+  return {
+      {"sgd nesterov clip", with(sgd(0.9), [](auto& c) {
+         c.nesterov = true;
+         c.weight_decay = 1e-2;
+       })},
+      {"adamw L1 clip", with(adam(OptimizerKind::kAdamW), [](auto& c) {
+         c.weight_decay = 1e-2;
+         c.l1 = 1e-3;
+       })},
+  };
+}
+
+// Runs `config` on `table` for 3 steps on device K and through the CPU reference and compares
+// after every step. clip_fraction > 0 turns clipping on with c = clip_fraction·(expected norm).
+// check_finite: the non-finite check on both sides (finite gradients: it must change nothing).
+template <class K>
+void check_case(const Table& table, const Config& cfg, size_t offset, double clip_fraction,
+                uint32_t seed, bool check_finite = false) {
+  const std::string where = std::string(K::kName) + " " + table.name + " " + cfg.name +
+                            " offset " + std::to_string(offset) +
+                            (clip_fraction > 0 ? " clip " + std::to_string(clip_fraction) : "") +
+                            (check_finite ? " check_finite" : "");
+  SCOPED_TRACE(where);
+  const int64_t n = table.param_count;
+  const size_t un = static_cast<size_t>(n);
+  OptimizerConfig config = cfg.config;
+  config.check_finite = check_finite;
+  if (clip_fraction > 0) config.clip_norm = clip_fraction * 0.1 * std::sqrt(static_cast<double>(n));
+  Expected<Optimizer<float>> opt = Optimizer<float>::create(config, table.segments, n);
+  ASSERT_TRUE(opt.ok()) << opt.error().message();
+
+  const bool sgd_kind = config.kind == OptimizerKind::kSgd;
+  const bool momentum = sgd_kind && config.momentum > 0.0;
+  std::vector<float> params_ref = random_values(un, 0.1f, seed);
+  const std::vector<float> initial = params_ref;
+
+  Buffer<float> params(K::kGpu, params_ref, offset), grads(K::kGpu, un, 0.0f, offset);
+  Buffer<float> mom(K::kGpu, momentum ? un : 0, 0.0f, offset),
+      m(K::kGpu, sgd_kind ? 0 : un, 0.0f, offset), v(K::kGpu, sgd_kind ? 0 : un, 0.0f, offset);
+  const std::vector<ParamSegment>& segs = table.segments;
+  Buffer<ParamSegment> d_segs(K::kGpu, segs);
+  Buffer<FusedOptimScalars> d_scalars(K::kGpu, std::vector<FusedOptimScalars>(1));
+  const int32_t nseg = static_cast<int32_t>(segs.size());
+  Buffer<unsigned char> workspace(K::kGpu, fused_optimizer_workspace_bytes(nseg), 0xff);
+
+  FusedOptimizerArgs args;
+  args.params = params.get();
+  args.grads = grads.get();
+  args.momentum = momentum ? mom.get() : nullptr;
+  args.m = sgd_kind ? nullptr : m.get();
+  args.v = sgd_kind ? nullptr : v.get();
+  args.param_count = n;
+  args.segments = d_segs.get();
+  args.segment_count = nseg;
+  args.scalars = d_scalars.get();
+  args.workspace = workspace.get();
+  args.config = fused_optim_config(config);
+
+  const double lrs_sgd[] = {0.1, 0.05, 0.02};
+  const double lrs_adam[] = {1e-2, 3e-3, 1e-3};
+  for (int s = 0; s < 3; ++s) {
+    SCOPED_TRACE("step " + std::to_string(s + 1));
+    const double lr = sgd_kind ? lrs_sgd[s] : lrs_adam[s];
+    const std::vector<float> g = random_values(un, 0.1f, seed * 31 + static_cast<uint32_t>(s) + 1);
+    grads.write(g);
+    // Only the lr changes on the host side between steps (the step count lives on the device).
+    set_lr<K>(d_scalars, lr);
+    K::step(args);
+    ASSERT_EQ(K::finish(), "");
+    const Status st = opt->step(params_ref, g, lr);
+    ASSERT_TRUE(st.ok()) << st.message();
+    const FusedOptimScalars scalars = d_scalars.read()[0];
+    ASSERT_EQ(scalars.status, 0);
+    ASSERT_EQ(scalars.step_count, s + 1);
+
+    bool exact = true;
+    if (check_finite) {
+      const double ref_norm = opt->last_grad_norm();
+      EXPECT_NEAR(scalars.grad_norm, ref_norm, 1e-12 * ref_norm);
+      if (config.clip_norm == 0) {
+        EXPECT_EQ(scalars.clip_scale, 1.0);
+      }
+    }
+    if (config.clip_norm > 0) {
+      const double ref_norm = opt->last_grad_norm();
+      EXPECT_NEAR(scalars.grad_norm, ref_norm, 1e-12 * ref_norm);
+      const double ref_scale = ref_norm > config.clip_norm ? config.clip_norm / ref_norm : 1.0;
+      EXPECT_NEAR(scalars.clip_scale, ref_scale, 1e-12 * ref_scale);
+      if (clip_fraction < 1.0) {
+        EXPECT_LT(scalars.clip_scale, 1.0);  // clipping is active
+      } else {
+        EXPECT_EQ(scalars.clip_scale, 1.0);  // inactive: scale exactly 1 on both sides
+      }
+      exact = static_cast<float>(scalars.clip_scale) == static_cast<float>(ref_scale);
+    }
+    auto compare = [&](const std::vector<float>& actual, std::span<const float> ref,
+                       const char* what) {
+      const std::vector<float> r(ref.begin(), ref.end());
+      if (exact) {
+        expect_bits_equal(actual, r, std::string(what) + " (bit for bit)");
+      } else {
+        EXPECT_EQ(count_tolerance_mismatches(actual, r, what), 0u) << what << " (tolerance 1e-6)";
+      }
+    };
+    compare(params.read(), params_ref, "params");
+    if (momentum) compare(mom.read(), std::as_const(*opt).state("momentum"), "momentum");
+    if (!sgd_kind) {
+      compare(m.read(), std::as_const(*opt).state("m"), "m");
+      compare(v.read(), std::as_const(*opt).state("v"), "v");
+    }
+  }
+  EXPECT_NE(params_ref, initial);  // the steps did something
+}
+
+// `full`: every configuration on both tables. Otherwise (the emulator's reverse and random
+// schedules, which matter for the norm's barriers, not for the barrier-free update) the
+// custom table in full and the ref-cnn table (421,642 parameters) with the clipping cases on
+// aligned buffers only, to keep the ASan run short.
+template <class K>
+void check_all(bool full) {
+  const Table tables[] = {ref_cnn_table(), custom_table()};
+  ASSERT_GT(tables[0].param_count, 0) << tables[0].name;
+  uint32_t seed = 1;
+  for (const Table& table : tables) {
+    const bool reduced = !full && table.name == "ref-cnn";
+    for (size_t offset : {size_t{0}, size_t{1}}) {
+      if (reduced && offset != 0) continue;
+      if (!reduced)
+        for (const Config& c : all_configs()) check_case<K>(table, c, offset, 0.0, ++seed);
+      for (const Config& c : clip_configs()) {
+        check_case<K>(table, c, offset, 0.5, ++seed);  // active
+        check_case<K>(table, c, offset, 4.0, ++seed);  // inactive: bit for bit
+      }
+      // The non-finite check computes the norm every step and must change no bit of a finite
+      // step: every configuration on the custom table, two on ref-cnn's (the full run only).
+      // Under ASan (minutes for the whole suite there) every fourth configuration.
+#if defined(WREN_EMU_ASAN)
+      constexpr size_t kFiniteStride = 4;
+#else
+      constexpr size_t kFiniteStride = 1;
+#endif
+      if (table.name == "custom") {
+        const std::vector<Config> finite_configs = all_configs();
+        for (size_t i = 0; i < finite_configs.size(); i += kFiniteStride)
+          check_case<K>(table, finite_configs[i], offset, 0.0, ++seed, /*check_finite=*/true);
+        check_case<K>(table, clip_configs()[1], offset, 0.5, ++seed, /*check_finite=*/true);
+      } else if (full && offset == 0) {
+        const std::vector<Config> configs = all_configs();
+        check_case<K>(table, configs[3], offset, 0.0, ++seed, /*check_finite=*/true);
+        check_case<K>(table, configs[12], offset, 0.0, ++seed, /*check_finite=*/true);
+      }
+    }
+  }
+}
+
+// The norm alone, against a plain index-order sum in double, over sizes that exercise the
+// empty case, a partial chunk, both paths and the grid-stride loop of the first pass.
+template <class K>
+void check_norms() {
+  for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{4099}, int64_t{1 << 20} + 13}) {
+    for (size_t offset : {size_t{0}, size_t{1}}) {
+      SCOPED_TRACE(std::string(K::kName) + " norm n " + std::to_string(n) + " offset " +
+                   std::to_string(offset));
+      const size_t un = static_cast<size_t>(n);
+      const std::vector<float> g = random_values(un, 1.0f, static_cast<uint32_t>(n) + 5);
+      double sum = 0.0;
+      for (float x : g) sum += static_cast<double>(x) * static_cast<double>(x);
+      const double ref = std::sqrt(sum);
+      Buffer<float> d(K::kGpu, g, offset);
+      Buffer<double> ws(K::kGpu, kFusedNormMaxBlocks, NAN), out(K::kGpu, 1, -1.0);
+      K::norm(d.get(), n, ws.get(), out.get());
+      ASSERT_EQ(K::finish(), "");
+      const double norm = out.read()[0];
+      EXPECT_NEAR(norm, ref, 1e-12 * ref);
+    }
+  }
+}
+
+// Rejected steps update nothing and keep the step count, as the CPU's errors do.
+template <class K>
+void check_rejected() {
+  const Table table = custom_table();
+  const size_t un = static_cast<size_t>(table.param_count);
+  OptimizerConfig config = with(adam(OptimizerKind::kAdamW), [](auto& c) { c.clip_norm = 1.0; });
+  const std::vector<float> p0 = random_values(un, 0.1f, 77);
+  std::vector<float> g = random_values(un, 0.1f, 78);
+  const std::vector<float> zeros(un, 0.0f);
+  Buffer<float> params(K::kGpu, p0), grads(K::kGpu, un, 0.0f), m(K::kGpu, zeros),
+      v(K::kGpu, zeros);
+  const std::vector<ParamSegment>& segs = table.segments;
+  Buffer<ParamSegment> d_segs(K::kGpu, segs);
+  Buffer<FusedOptimScalars> d_scalars(K::kGpu, std::vector<FusedOptimScalars>(1));
+  const int32_t nseg = static_cast<int32_t>(segs.size());
+  Buffer<unsigned char> workspace(K::kGpu, fused_optimizer_workspace_bytes(nseg), 0xff);
+  FusedOptimizerArgs args;
+  args.params = params.get();
+  args.grads = grads.get();
+  args.m = m.get();
+  args.v = v.get();
+  args.param_count = table.param_count;
+  args.segments = d_segs.get();
+  args.segment_count = nseg;
+  args.scalars = d_scalars.get();
+  args.workspace = workspace.get();
+  args.config = fused_optim_config(config);
+
+  auto run = [&](double lr, int32_t expected_status) {
+    FusedOptimScalars sc;
+    sc.lr = lr;
+    sc.step_count = 4;
+    d_scalars.write({sc});
+    grads.write(g);
+    K::step(args);
+    ASSERT_EQ(K::finish(), "");
+    sc = d_scalars.read()[0];
+    EXPECT_EQ(sc.status, expected_status);
+    EXPECT_EQ(sc.step_count, expected_status == 0 ? 5 : 4);
+    const std::vector<float> p = params.read();
+    if (expected_status == 0) {
+      EXPECT_NE(p, p0);
+    } else {
+      expect_bits_equal(p, p0, "params");
+      expect_bits_equal(m.read(), zeros, "m");
+    }
+  };
+  run(-1.0, kFusedStatusBadLr);
+  run(std::nan(""), kFusedStatusBadLr);
+  g[500] = INFINITY;
+  run(1e-3, kFusedStatusBadNorm);
+  g[500] = 0.5f;
+  run(1e-3, 0);
+}
+
+// The non-finite check (OptimizerConfig::check_finite, --on-nonfinite): a NaN or an infinity
+// in the gradients (anywhere: a full chunk, the last partial chunk) or a non-finite loss scalar
+// makes the kernel skip the step — status kFusedStatusBadNorm / BadLoss is the flag, the
+// parameters, momentum / m / v and the step count stay bit for bit — and the steps around it
+// match the CPU reference (which rejects the same step) bit for bit. Skipping the very first
+// step keeps SGD's "first step" (b ← g) for the next one.
+template <class K>
+void check_skipped() {
+  const Table table = custom_table();
+  const int64_t n = table.param_count;
+  const size_t un = static_cast<size_t>(n);
+  const Config configs[] = {
+      {"sgd momentum", with(sgd(0.9), [](auto& c) { c.weight_decay = 1e-2; })},
+      {"adamw L1", with(adam(OptimizerKind::kAdamW), [](auto& c) {
+         c.weight_decay = 1e-2;
+         c.l1 = 1e-3;
+       })},
+  };
+  for (const Config& cfg : configs) {
+    for (size_t offset : {size_t{0}, size_t{1}}) {
+      SCOPED_TRACE(std::string(K::kName) + " skip " + cfg.name + " offset " +
+                   std::to_string(offset));
+      OptimizerConfig config = cfg.config;
+      config.check_finite = true;
+      Expected<Optimizer<float>> opt = Optimizer<float>::create(config, table.segments, n);
+      ASSERT_TRUE(opt.ok()) << opt.error().message();
+      const bool sgd_kind = config.kind == OptimizerKind::kSgd;
+      std::vector<float> params_ref = random_values(un, 0.1f, 91);
+      Buffer<float> params(K::kGpu, params_ref, offset), grads(K::kGpu, un, 0.0f, offset),
+          s0(K::kGpu, un, 0.0f, offset), s1(K::kGpu, un, 0.0f, offset);
+      const std::vector<ParamSegment>& segs = table.segments;
+      Buffer<ParamSegment> d_segs(K::kGpu, segs);
+      Buffer<FusedOptimScalars> d_scalars(K::kGpu, std::vector<FusedOptimScalars>(1));
+      Buffer<float> d_loss(K::kGpu, 1, 0.0f);
+      const int32_t nseg = static_cast<int32_t>(segs.size());
+      Buffer<unsigned char> workspace(K::kGpu, fused_optimizer_workspace_bytes(nseg), 0xff);
+      FusedOptimizerArgs args;
+      args.params = params.get();
+      args.grads = grads.get();
+      args.momentum = sgd_kind ? s0.get() : nullptr;
+      args.m = sgd_kind ? nullptr : s0.get();
+      args.v = sgd_kind ? nullptr : s1.get();
+      args.param_count = n;
+      args.segments = d_segs.get();
+      args.segment_count = nseg;
+      args.scalars = d_scalars.get();
+      args.workspace = workspace.get();
+      args.loss = d_loss.get();
+      args.config = fused_optim_config(config);
+
+      auto device_state = [&] {
+        std::vector<float> all = params.read();
+        const std::vector<float> a = s0.read(), b = s1.read();
+        all.insert(all.end(), a.begin(), a.end());
+        if (!sgd_kind) all.insert(all.end(), b.begin(), b.end());
+        return all;
+      };
+      auto ref_state = [&] {
+        std::vector<float> all = params_ref;
+        for (const std::string& name : opt->state_names()) {
+          const std::span<const float> st = std::as_const(*opt).state(name);
+          all.insert(all.end(), st.begin(), st.end());
+        }
+        return all;
+      };
+      // One step: gradients `g`, loss scalar `loss`; `expected` the status (0: applied).
+      int64_t steps_done = 0;
+      auto step = [&](const std::vector<float>& g, float loss, int32_t expected) {
+        grads.write(g);
+        d_loss.write({loss});
+        const double lr = sgd_kind ? 0.05 : 3e-3;
+        set_lr<K>(d_scalars, lr);
+        const std::vector<float> before = device_state();
+        K::step(args);
+        ASSERT_EQ(K::finish(), "");
+        const FusedOptimScalars sc = d_scalars.read()[0];
+        EXPECT_EQ(sc.status, expected);
+        if (expected == 0) {
+          ++steps_done;
+          ASSERT_TRUE(opt->step(params_ref, g, lr).ok());
+          expect_bits_equal(device_state(), ref_state(), "params and state");
+        } else {
+          expect_bits_equal(device_state(), before,
+                            "params and state (a skipped step must touch nothing)");
+          if (expected == kFusedStatusBadNorm) {
+            EXPECT_FALSE(std::isfinite(sc.grad_norm));
+            const Status st = opt->step(params_ref, g, lr);  // the CPU rejects it too
+            ASSERT_FALSE(st.ok());
+            EXPECT_EQ(st.error().code(), ErrorCode::kNumericError);
+          }
+        }
+        EXPECT_EQ(sc.step_count, steps_done);
+        EXPECT_EQ(opt->step_count(), steps_done);
+      };
+      std::vector<float> g = random_values(un, 0.1f, 92);
+      g[500] = std::nanf("");
+      step(g, 1.0f, kFusedStatusBadNorm);  // the very first step
+      step(random_values(un, 0.1f, 93), 1.0f, 0);
+      g = random_values(un, 0.1f, 94);
+      g[un - 1] = -INFINITY;  // in the last, partial chunk
+      step(g, 1.0f, kFusedStatusBadNorm);
+      step(random_values(un, 0.1f, 95), INFINITY, kFusedStatusBadLoss);
+      step(random_values(un, 0.1f, 95), std::nanf(""), kFusedStatusBadLoss);
+      step(random_values(un, 0.1f, 96), 2.5f, 0);
+      step(random_values(un, 0.1f, 97), 2.5f, 0);
+      EXPECT_EQ(steps_done, 3);
+    }
+  }
+}
+
+// Every configuration under the emulator's forward schedule (and on a GPU); the norm-relevant
+// subset under its reverse and random schedules.
+TYPED_TEST(OptimKernels, MatchesCpuBitForBit) {
+  testing::under_schedules<TypeParam>(23, [](const testing::ScheduleRun& run) {
+    check_all<TypeParam>(run.first);
+  });
+}
+
+TYPED_TEST(OptimKernels, GradNormIsDeterministicAndAccurate) {
+  testing::under_schedules<TypeParam>(29, [] { check_norms<TypeParam>(); });
+}
+
+TYPED_TEST(OptimKernels, RejectedStepUpdatesNothing) {
+  check_rejected<TypeParam>();
+}
+
+TYPED_TEST(OptimKernels, NonFiniteCheckSkipsTheStepAndSetsTheFlag) {
+  testing::under_schedules<TypeParam>(31, [] { check_skipped<TypeParam>(); });
+}
+
+}  // namespace kernel_suite
+#endif  // WREN_TEST_KERNEL_DEVICES
 
 }  // namespace
 }  // namespace wren
