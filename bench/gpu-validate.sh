@@ -148,18 +148,19 @@ fi
 # memcheck and synccheck over every kernel family's tests; racecheck (slow: it tracks every
 # shared-memory access) in three parts, the GEMM tile of conv and linear on one test each.
 if want sanitize && [[ $device == cuda ]]; then
-  kernels_filter='ConvKernels.Cuda*:LinearKernels.Cuda*:PoolKernels.Cuda*:SoftmaxCeKernels.Cuda*'
-  kernels_filter+=':BatchNormKernels.Cuda*:OptimKernels.Cuda*:ElementwiseKernels.Cuda*:DataKernels.Cuda*'
+  # Every family's kernel and device suites on cuda (typed tests: <Family>Kernels/cuda.*,
+  # <Family>Devices/cuda.*; tests/kernels/).
+  kernels_filter='*Kernels/cuda.*:*Devices/cuda.*'
   for tool in memcheck synccheck; do
     run_stage "sanitize-$tool" "$(q 30 60)" compute-sanitizer --tool "$tool" --error-exitcode 3 \
       "$bin/wren_tests" --gtest_filter="$kernels_filter"
   done
   run_stage sanitize-racecheck-reductions "$(q 30 60)" compute-sanitizer --tool racecheck \
-    --error-exitcode 3 "$bin/wren_tests" --gtest_filter='PoolKernels.Cuda*:SoftmaxCeKernels.Cuda*:BatchNormKernels.Cuda*:OptimKernels.Cuda*:DataKernels.Cuda*'
+    --error-exitcode 3 "$bin/wren_tests" --gtest_filter='PoolKernels/cuda.*:SoftmaxCeKernels/cuda.*:BatchNormKernels/cuda.*:OptimizerKernels/cuda.*:AugmentKernels/cuda.*'
   run_stage sanitize-racecheck-conv "$(q 30 60)" compute-sanitizer --tool racecheck \
-    --error-exitcode 3 "$bin/wren_tests" --gtest_filter='ConvKernels.CudaForwardFp32'
+    --error-exitcode 3 "$bin/wren_tests" --gtest_filter='ConvKernels/cuda.ForwardFp32'
   run_stage sanitize-racecheck-linear "$(q 30 60)" compute-sanitizer --tool racecheck \
-    --error-exitcode 3 "$bin/wren_tests" --gtest_filter='LinearKernels.CudaTf32'
+    --error-exitcode 3 "$bin/wren_tests" --gtest_filter='LinearKernels/cuda.Tf32'
 fi
 
 # --- kernel benchmarks ------------------------------------------------------------------------

@@ -29,7 +29,7 @@ Tolerance tolerance_for(const CheckOptions& o) {
   // term by up to 2^-11 of itself; through a few layers that flips the odd ReLU mask or
   // max-pool choice. 1e-2 and 1e-3 absorb that on ref-cnn and ref-cnn-bn; on deeper batch-norm
   // nets (resnet-cifar) a few flipped elements remain, so the rigorous TF32 check is the
-  // per-kernel suite (tests/emu/test_conv_kernels.cpp), not this end-to-end table.
+  // per-kernel suite (tests/kernels/conv_test.cpp), not this end-to-end table.
   Tolerance t = o.math == MathMode::kTf32 ? Tolerance{1e-2, 1e-3} : Tolerance{1e-4, 1e-5};
   if (o.rtol >= 0) t.rtol = o.rtol;
   if (o.atol_scale >= 0) t.atol_scale = o.atol_scale;

@@ -9,7 +9,7 @@
 // and the kernels on emu and cuda (AugmentDevices/cpu_double, cpu_float, emu, cuda).
 //
 // The kernels (kernels/augment/augment.cu), one typed body per check on emu and cuda
-// (DataKernels/emu, DataKernels/cuda; the cuda cases skip without a GPU), on the emulator under
+// (AugmentKernels/emu, AugmentKernels/cuda; the cuda cases skip without a GPU), on the emulator under
 // the forward, reverse and random fiber schedules: make_batch against make_batch<float> bit for
 // bit, images and labels, and count_correct against the argmax rule of evaluate()
 // (host/train/train.cpp, score_logits).
@@ -136,7 +136,7 @@ int mirror_once(int i, int n) {
 }
 
 // A zero-padded pixel is raw 0 before normalization: −mean/std after it.
-TEST(DataAugment, ZeroPaddingIsRawBlack) {
+TEST(AugmentTest, ZeroPaddingIsRawBlack) {
   BatchFixture f;
   AugmentConfig crop;
   crop.crop_padding = 40;  // wider than the image: most outputs are padding
@@ -153,7 +153,7 @@ TEST(DataAugment, ZeroPaddingIsRawBlack) {
 }
 
 // Reflection with a padding wider than the image keeps reflecting (period 2(n − 1)).
-TEST(DataAugment, ReflectWiderThanImageStaysInRange) {
+TEST(AugmentTest, ReflectWiderThanImageStaysInRange) {
   BatchFixture f;
   AugmentConfig crop;
   crop.crop_padding = 13;
@@ -176,7 +176,7 @@ TEST(DataAugment, ReflectWiderThanImageStaysInRange) {
 
 // Each augmentation's draws are fixed whether or not the others are on: adding the flip does
 // not move the crop of the samples that are not flipped.
-TEST(DataAugment, DrawsDoNotDependOnWhichAugmentationsAreOn) {
+TEST(AugmentTest, DrawsDoNotDependOnWhichAugmentationsAreOn) {
   BatchFixture f;
   AugmentConfig crop;
   crop.crop_padding = 2;
@@ -193,7 +193,7 @@ TEST(DataAugment, DrawsDoNotDependOnWhichAugmentationsAreOn) {
   EXPECT_GT(unflipped, 0);
 }
 
-TEST(DataAugment, CheckBatchInputsNamesTheProblem) {
+TEST(AugmentTest, CheckBatchInputsNamesTheProblem) {
   BatchFixture f;
   const std::vector<int64_t> bad_index = {0, 10};
   Status s = check_batch_inputs(f.ds, bad_index, f.norm, {});
@@ -221,7 +221,7 @@ TEST(DataAugment, CheckBatchInputsNamesTheProblem) {
 // The draws do change the batch: over a few steps, flips, crops and cutouts all happen (a
 // kernel that ignored them would still match a reference that ignored them; this guards the
 // reference path the comparison relies on).
-TEST(DataKernels, AugmentationChangesTheBatch) {
+TEST(AugmentKernels, AugmentationChangesTheBatch) {
   std::mt19937 rng(5);
   const Dataset ds = random_dataset(4, 1, 5, 7, 10, rng);
   const std::vector<int64_t> indices = {0, 1, 2, 3};
@@ -241,7 +241,7 @@ TEST(DataKernels, AugmentationChangesTheBatch) {
   }
 }
 
-TEST(DataKernels, DatasetView) {
+TEST(AugmentKernels, DatasetView) {
   std::mt19937 rng(4);
   Dataset ds = random_dataset(3, 2, 5, 7, 10, rng);
   const uint8_t* images = ds.pixels.data();
@@ -346,8 +346,8 @@ struct CudaAugment : testing::CudaDevice {
 #undef WREN_AUGMENT_LAUNCHERS
 
 template <class K>
-class DataKernels : public testing::DeviceTest<K> {};
-TYPED_TEST_SUITE(DataKernels, WREN_KERNEL_DEVICES(EmuAugment, CudaAugment), testing::DeviceNames);
+class AugmentKernels : public testing::DeviceTest<K> {};
+TYPED_TEST_SUITE(AugmentKernels, WREN_KERNEL_DEVICES(EmuAugment, CudaAugment), testing::DeviceNames);
 
 // One make_batch call against the reference; `offset` floats before `out` (1: not 16-byte
 // aligned, so the scalar stores run) must stay untouched.
@@ -645,31 +645,31 @@ void check_count_correct_rows() {
   }
 }
 
-TYPED_TEST(DataKernels, MakeBatch) {
+TYPED_TEST(AugmentKernels, MakeBatch) {
   testing::under_schedules<TypeParam>(31, [] {
     check_make_batch<TypeParam>(testing::device_seed<TypeParam>(301, 401));
   });
 }
 // Forward schedule only: the gather has no shared memory and no barrier, and this is the
 // slowest case on the emulator.
-TYPED_TEST(DataKernels, MakeBatchLarge) {
+TYPED_TEST(AugmentKernels, MakeBatchLarge) {
   check_large_batches<TypeParam>(testing::device_seed<TypeParam>(303, 403));
 }
-TYPED_TEST(DataKernels, MakeBatchOutOfRangeIndex) {
+TYPED_TEST(AugmentKernels, MakeBatchOutOfRangeIndex) {
   testing::under_schedules<TypeParam>(31, [] { check_out_of_range<TypeParam>(); });
 }
-TYPED_TEST(DataKernels, CountCorrect) {
+TYPED_TEST(AugmentKernels, CountCorrect) {
   testing::under_schedules<TypeParam>(31, [] {
     check_count_correct<TypeParam>(testing::device_seed<TypeParam>(302, 402));
   });
 }
-TYPED_TEST(DataKernels, CountCorrectRules) {
+TYPED_TEST(AugmentKernels, CountCorrectRules) {
   testing::under_schedules<TypeParam>(31, [] { check_count_correct_rows<TypeParam>(); });
 }
 
 // Host-side validation: std::invalid_argument before anything is enqueued; the valid calls run
 // (so this needs the device: its buffers are device memory).
-TYPED_TEST(DataKernels, ArgumentErrors) {
+TYPED_TEST(AugmentKernels, ArgumentErrors) {
   using K = TypeParam;
   std::mt19937 rng(3);
   const Dataset ds = random_dataset(3, 1, 4, 4, 10, rng);

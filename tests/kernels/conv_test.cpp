@@ -2,7 +2,7 @@
 // device.
 //
 // The CPU reference (kernels/conv/reference.cpp, im2col + GEMM), in float and double
-// (Conv2dTest): forward against a direct 7-loop convolution written here (accumulating in
+// (ConvTest): forward against a direct 7-loop convolution written here (accumulating in
 // double); backward data, weights and bias against finite differences of L = Σ y·r
 // (tests/support/gradcheck.h). Outputs and the workspace start as NaN, so an op that reads them
 // instead of overwriting shows.
@@ -76,9 +76,9 @@ using testing::expect_all_close;
 using testing::random_vector;
 
 template <class T>
-class Conv2dTest : public ::testing::Test {};
+class ConvTest : public ::testing::Test {};
 using Types = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(Conv2dTest, Types);
+TYPED_TEST_SUITE(ConvTest, Types);
 
 template <class T>
 constexpr T kNaN = std::numeric_limits<T>::quiet_NaN();
@@ -164,7 +164,7 @@ std::vector<T> forward(const Conv2dDims& d, const std::vector<T>& x, const std::
   return y;
 }
 
-TYPED_TEST(Conv2dTest, OutputSizeAndWorkspace) {
+TYPED_TEST(ConvTest, OutputSizeAndWorkspace) {
   for (const ConvCase& cc : cases()) {
     SCOPED_TRACE(cc.name);
     const Conv2dDims& d = cc.d;
@@ -197,7 +197,7 @@ void check_forward(const Conv2dDims& d, bool bias, uint64_t seed) {
   expect_all_close<T, double>(y, ref, atol, rtol, "y");
 }
 
-TYPED_TEST(Conv2dTest, ForwardMatchesDirectConvolution) {
+TYPED_TEST(ConvTest, ForwardMatchesDirectConvolution) {
   uint64_t seed = 1000;
   for (const ConvCase& cc : cases()) {
     SCOPED_TRACE(cc.name);
@@ -206,7 +206,7 @@ TYPED_TEST(Conv2dTest, ForwardMatchesDirectConvolution) {
 }
 
 // Larger than the finite-difference cases, so that OpenBLAS runs its blocked kernels.
-TYPED_TEST(Conv2dTest, ForwardMatchesDirectConvolutionLarger) {
+TYPED_TEST(ConvTest, ForwardMatchesDirectConvolutionLarger) {
   // clang-format off
   const Conv2dDims padded{.n = 3, .c = 16, .h = 13, .w = 11, .k = 9, .r = 3, .s = 3,
                           .pad_h = 1, .pad_w = 1};
@@ -255,7 +255,7 @@ struct GradFixture {
   }
 };
 
-TYPED_TEST(Conv2dTest, BackwardDataMatchesFiniteDifferences) {
+TYPED_TEST(ConvTest, BackwardDataMatchesFiniteDifferences) {
   using T = TypeParam;
   uint64_t seed = 3000;
   for (const ConvCase& cc : cases()) {
@@ -268,7 +268,7 @@ TYPED_TEST(Conv2dTest, BackwardDataMatchesFiniteDifferences) {
   }
 }
 
-TYPED_TEST(Conv2dTest, BackwardWeightsMatchesFiniteDifferences) {
+TYPED_TEST(ConvTest, BackwardWeightsMatchesFiniteDifferences) {
   using T = TypeParam;
   uint64_t seed = 4000;
   for (const ConvCase& cc : cases()) {
@@ -283,7 +283,7 @@ TYPED_TEST(Conv2dTest, BackwardWeightsMatchesFiniteDifferences) {
   }
 }
 
-TYPED_TEST(Conv2dTest, BiasGradientMatchesFiniteDifferences) {
+TYPED_TEST(ConvTest, BiasGradientMatchesFiniteDifferences) {
   using T = TypeParam;
   uint64_t seed = 5000;
   for (const ConvCase& cc : cases()) {
@@ -297,7 +297,7 @@ TYPED_TEST(Conv2dTest, BiasGradientMatchesFiniteDifferences) {
 
 // Backward twice on the same inputs gives bit-identical gradients (col2im and the bias sums
 // run in a fixed order), and a batch of 0 zeroes the parameter gradients.
-TYPED_TEST(Conv2dTest, BackwardDeterministicAndEmptyBatch) {
+TYPED_TEST(ConvTest, BackwardDeterministicAndEmptyBatch) {
   using T = TypeParam;
   GradFixture<T> f(cases()[1].d, true, 6000);
   std::vector<T> dw1, db1, dw2, db2;

@@ -23,9 +23,9 @@ using testing::expect_all_close;
 using testing::random_vector;
 
 template <class T>
-class GemmTest : public ::testing::Test {};
+class CpuGemmTest : public ::testing::Test {};
 using Types = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(GemmTest, Types);
+TYPED_TEST_SUITE(CpuGemmTest, Types);
 
 struct GemmCase {
   bool trans_a, trans_b;
@@ -117,7 +117,7 @@ void check_case(const GemmCase& g, uint64_t seed, T c_fill_value = T(0), bool us
   expect_all_close<T, double>(got, ref, atol, rtol, "C");
 }
 
-TYPED_TEST(GemmTest, AllTransposesOddSizesWithPaddedLeadingDims) {
+TYPED_TEST(CpuGemmTest, AllTransposesOddSizesWithPaddedLeadingDims) {
   using T = TypeParam;
   uint64_t seed = 100;
   for (const bool ta : {false, true})
@@ -129,7 +129,7 @@ TYPED_TEST(GemmTest, AllTransposesOddSizesWithPaddedLeadingDims) {
 }
 
 // Sizes beyond OpenBLAS's register tiles, so the packed inner kernels and their ragged edges run.
-TYPED_TEST(GemmTest, AllTransposesLargerOddSizes) {
+TYPED_TEST(CpuGemmTest, AllTransposesLargerOddSizes) {
   using T = TypeParam;
   uint64_t seed = 200;
   for (const bool ta : {false, true})
@@ -138,7 +138,7 @@ TYPED_TEST(GemmTest, AllTransposesLargerOddSizes) {
 }
 
 // Vector-like and scalar products (m, n or k equal to 1), which BLAS may route differently.
-TYPED_TEST(GemmTest, ThinShapes) {
+TYPED_TEST(CpuGemmTest, ThinShapes) {
   using T = TypeParam;
   uint64_t seed = 300;
   for (const bool ta : {false, true})
@@ -150,7 +150,7 @@ TYPED_TEST(GemmTest, ThinShapes) {
     }
 }
 
-TYPED_TEST(GemmTest, BetaZeroDoesNotReadC) {
+TYPED_TEST(CpuGemmTest, BetaZeroDoesNotReadC) {
   using T = TypeParam;
   const T nan = std::numeric_limits<T>::quiet_NaN();
   uint64_t seed = 400;
@@ -160,7 +160,7 @@ TYPED_TEST(GemmTest, BetaZeroDoesNotReadC) {
 }
 
 // k = 0: the product is an empty sum, so C = beta·C (and zeros for beta = 0, even over NaN).
-TYPED_TEST(GemmTest, EmptyInnerDimensionScalesC) {
+TYPED_TEST(CpuGemmTest, EmptyInnerDimensionScalesC) {
   using T = TypeParam;
   check_case<T>({false, false, 4, 3, 0, 1.0, -2.0, 0, 0, 1}, 500);
   check_case<T>({true, true, 4, 3, 0, 1.0, 0.5, 0, 0, 2}, 510);

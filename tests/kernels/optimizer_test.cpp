@@ -16,7 +16,7 @@
 // ≥ 1e-4 on average). Double: the same argument at 1e-16 gives rtol 1e-12 / atol 1e-14.
 //
 // The kernels (kernels/optimizer/optimizer.cu: the fused step and the global gradient norm), one
-// typed body per check on emu and cuda (OptimKernels/emu, OptimKernels/cuda; the cuda cases skip
+// typed body per check on emu and cuda (OptimizerKernels/emu, OptimizerKernels/cuda; the cuda cases skip
 // without a GPU), against the CPU reference (wren::Optimizer<float>), on the emulator under every
 // fiber schedule. Every configuration runs 3 steps with fresh random gradients and a changing lr
 // (read by the kernel from the device scalar block), on ref-cnn's segment table (biases wd_mult
@@ -931,8 +931,8 @@ struct CudaOptim : testing::CudaDevice {
 #undef WREN_OPTIMIZER_LAUNCHERS
 
 template <class K>
-class OptimKernels : public testing::DeviceTest<K> {};
-TYPED_TEST_SUITE(OptimKernels, WREN_KERNEL_DEVICES(EmuOptim, CudaOptim), testing::DeviceNames);
+class OptimizerKernels : public testing::DeviceTest<K> {};
+TYPED_TEST_SUITE(OptimizerKernels, WREN_KERNEL_DEVICES(EmuOptim, CudaOptim), testing::DeviceNames);
 
 // Writes the lr field of the device scalar block alone (the step count lives on the device).
 template <class K>
@@ -1389,21 +1389,21 @@ void check_skipped() {
 
 // Every configuration under the emulator's forward schedule (and on a GPU); the norm-relevant
 // subset under its reverse and random schedules.
-TYPED_TEST(OptimKernels, MatchesCpuBitForBit) {
+TYPED_TEST(OptimizerKernels, MatchesCpuBitForBit) {
   testing::under_schedules<TypeParam>(23, [](const testing::ScheduleRun& run) {
     check_all<TypeParam>(run.first);
   });
 }
 
-TYPED_TEST(OptimKernels, GradNormIsDeterministicAndAccurate) {
+TYPED_TEST(OptimizerKernels, GradNormIsDeterministicAndAccurate) {
   testing::under_schedules<TypeParam>(29, [] { check_norms<TypeParam>(); });
 }
 
-TYPED_TEST(OptimKernels, RejectedStepUpdatesNothing) {
+TYPED_TEST(OptimizerKernels, RejectedStepUpdatesNothing) {
   check_rejected<TypeParam>();
 }
 
-TYPED_TEST(OptimKernels, NonFiniteCheckSkipsTheStepAndSetsTheFlag) {
+TYPED_TEST(OptimizerKernels, NonFiniteCheckSkipsTheStepAndSetsTheFlag) {
   testing::under_schedules<TypeParam>(31, [] { check_skipped<TypeParam>(); });
 }
 
